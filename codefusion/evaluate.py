@@ -1,0 +1,307 @@
+"""Evaluate a checkpoint or a baseline on a benchmark split with the paper's protocol (Table 1).
+
+    python -m codefusion.evaluate --lang cf --split test --data-dir DIR --baseline retrieval \
+        --k 1 3 5 --out results.json
+    python -m codefusion.evaluate --lang bash --split test --data-dir DIR --checkpoint CKPT \
+        --k 1 3 5 --steps 20 --out results.json --curve edit_distance.html
+
+Prints a Table-1-style markdown table and writes a JSON report: the metric, the number of tasks,
+every task's candidates with their correctness, and the configuration. Baselines:
+- gold: the gold code answers itself; every metric must read 100.
+- retrieval: the code of the most similar training utterance (TF-IDF; fit on train_full for test,
+  on train for val), top-k = the k nearest distinct codes.
+Candidates are only parsed and (for CF rules) interpreted; nothing is run as Python or shell.
+Validity counts the top-1 candidates that parse, over the tasks whose gold program parses
+(the validators are proxies: bashlex, for one, lacks some Bash syntax); the others are listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from codefusion import LANGUAGE_NAMES, metrics
+from codefusion.data import Example, check_language, load_split, resolve_data_dir
+from codefusion.errors import CodeFusionError
+
+SPLITS = ("test", "val")
+RETRIEVAL_FIT_SPLIT = {"test": "train_full", "val": "train"}
+CURVE_TASKS = 20
+
+
+@dataclass
+class Answer:
+    """One candidate program and the score it was ranked by (None for baselines without one)."""
+
+    text: str
+    score: float | None = None
+
+
+# ----------------------------------------------------------------------------- candidate sources
+
+def gold_answers(batch: list[Example], k: int) -> list[list[Answer]]:
+    return [[Answer(ex.code)] for ex in batch]
+
+
+class RetrievalSource:
+    """k nearest distinct training codes for each prompt."""
+
+    def __init__(self, lang: str, split: str, data_dir):
+        from codefusion.retrieval import TfidfRetriever
+
+        self.fit_split = RETRIEVAL_FIT_SPLIT[split]
+        self.retriever = TfidfRetriever.from_examples(load_split(lang, self.fit_split, data_dir))
+
+    def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
+        return [[Answer(code, score) for code, score in self.retriever.search(ex.nl, k)] for ex in batch]
+
+
+class ModelSource:
+    """Candidates from a CodeFusion checkpoint through codefusion.sampler."""
+
+    def __init__(self, checkpoint: str, lang: str, steps: int, seed: int, sampler: str,
+                 revision: str | None = None, device: str | None = None):
+        try:
+            from codefusion import sampler as sampler_module
+        except ImportError as e:
+            raise CodeFusionError(f"cannot evaluate a checkpoint: the sampler is not available ({e})") from None
+        self.sampler_module = sampler_module
+        self.model = sampler_module.load_model(checkpoint, revision=revision, device=device)
+        model_lang = getattr(getattr(self.model, "config", None), "language", None)
+        if model_lang != lang:
+            raise CodeFusionError(f"checkpoint {checkpoint} is a {model_lang!r} model, not {lang!r}: pass --lang {model_lang}")
+        self.steps, self.seed, self.sampler = steps, seed, sampler
+
+    def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
+        out = self.sampler_module.generate(self.model, [ex.nl for ex in batch], k=k, steps=self.steps,
+                                           seed=self.seed, sampler=self.sampler)
+        return [[Answer(c.text, float(c.score)) for c in cands] for cands in out]
+
+    def curve(self, examples: list[Example], k: int, n_tasks: int) -> dict:
+        """Mean token edit distance of each step's x̂0 text to the final output and to the gold code."""
+        sample = random.Random(self.seed).sample(examples, min(n_tasks, len(examples)))
+        to_final = [[] for _ in range(self.steps)]
+        to_gold = [[] for _ in range(self.steps)]
+        for ex in sample:
+            frames = list(self.sampler_module.stream(self.model, ex.nl, k=k, steps=self.steps, seed=self.seed,
+                                                     sampler=self.sampler))
+            if not frames:
+                raise CodeFusionError("the sampler's stream() yielded no frames")
+            final = frames[-1].candidates
+            for frame in frames:
+                for i, cand in enumerate(frame.candidates):
+                    to_final[frame.step - 1].append(metrics.token_edit_distance(cand.text, final[i].text))
+                    to_gold[frame.step - 1].append(metrics.token_edit_distance(cand.text, ex.code))
+        mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+        return {"n_tasks": len(sample), "task_ids": [ex.id for ex in sample],
+                "step": list(range(1, self.steps + 1)),
+                "fraction": [s / self.steps for s in range(1, self.steps + 1)],
+                "to_final": [mean(xs) for xs in to_final], "to_gold": [mean(xs) for xs in to_gold]}
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def score_task(lang: str, ex: Example, answers: list[Answer], k: int, latency: float) -> dict:
+    """The per-task record: candidates with correctness, first correct rank, validity, diversity."""
+    answers = answers[:k]
+    correct = [metrics.is_correct(lang, a.text, ex) for a in answers]
+    top1 = answers[0].text if answers else ""
+    return {
+        "id": ex.id, "nl": ex.nl, "gold": ex.code,
+        "candidates": [{"text": a.text, "score": a.score, "correct": c} for a, c in zip(answers, correct)],
+        "solved_at": next((i + 1 for i, c in enumerate(correct) if c), None),
+        "gold_valid": metrics.is_valid(lang, ex.code),
+        "top1_valid": bool(answers) and metrics.is_valid(lang, top1),
+        "top1_edit_distance": metrics.token_edit_distance(top1, ex.code),
+        "diversity": metrics.diversity([a.text for a in answers]),
+        "gold_issue": metrics.gold_issue(lang, ex),
+        "latency_s": latency,
+    }
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def summarize(lang: str, records: list[dict], ks: list[int], codebertscore: bool = False) -> dict:
+    """Table-1 numbers from the per-task records."""
+    solved = [r["solved_at"] for r in records]
+    scored = [r for r in records if r["gold_valid"]]
+    div = [r["diversity"] for r in records if r["diversity"]]
+    out = {
+        "n_tasks": len(records),
+        "top_k": {str(k): metrics.top_k(solved, k) for k in ks},
+        "validity": 100.0 * sum(r["top1_valid"] for r in scored) / len(scored) if scored else None,
+        "validity_n_tasks": len(scored),
+        "diversity": {key: _mean([d[key] for d in div]) for key in
+                      ("distinct_1", "distinct_2", "distinct_3", "distinct_4", "pairwise_ed")} if div else None,
+        "edit_distance_top1": _mean([r["top1_edit_distance"] for r in records]),
+        "latency_s": _mean([r["latency_s"] for r in records]),
+    }
+    if lang == "python":
+        top1 = [r["candidates"][0]["text"] if r["candidates"] else "" for r in records]
+        out["bleu_top1"] = metrics.bleu(top1, [r["gold"] for r in records]) if records else None
+        out["codebertscore_top1"] = (metrics.codebertscore(top1, [r["gold"] for r in records])
+                                     if codebertscore else None)
+    return out
+
+
+def _fmt(value, pct: bool = True) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if pct else f"{value:.3f}"
+
+
+def format_table(report: dict) -> str:
+    """A Table-1-style markdown table of one report."""
+    s = report["summary"]
+    ks = list(s["top_k"])
+    python = report["lang"] == "python"
+    head = (["Language", "System", "Metric", "Tasks"] + [f"Top-{k}" for k in ks]
+            + ["Valid top-1 %", "Distinct-4", "Pairwise ED", "Top-1 ED to gold", "Latency s/task"]
+            + (["BLEU top-1", "CodeBERTScore"] if python else []))
+    row = ([LANGUAGE_NAMES[report["lang"]], report["system"], report["metric_short"], str(s["n_tasks"])]
+           + [_fmt(s["top_k"][k]) for k in ks]
+           + [_fmt(s["validity"]), _fmt((s["diversity"] or {}).get("distinct_4"), False),
+              _fmt((s["diversity"] or {}).get("pairwise_ed"), False), _fmt(s["edit_distance_top1"], False),
+              _fmt(s["latency_s"], False)]
+           + ([_fmt(s["bleu_top1"]), _fmt(s["codebertscore_top1"])] if python else []))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |"]
+    if report["gold_issues"]:
+        lines.append(f"\n{len(report['gold_issues'])} task(s) with a gold program the metric cannot use as is "
+                     "(listed in the JSON under gold_issues).")
+    return "\n".join(lines)
+
+
+def save_curve(curve: dict, path: Path, title: str) -> list[str]:
+    """Write the edit-distance-versus-steps figure as HTML (and PNG when kaleido is importable)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_scatter(x=curve["fraction"], y=curve["to_final"], mode="lines+markers", name="to final output")
+    fig.add_scatter(x=curve["fraction"], y=curve["to_gold"], mode="lines+markers", name="to gold code")
+    fig.update_layout(title=title, xaxis_title="denoising step / total steps",
+                      yaxis_title="mean normalised token edit distance", yaxis_range=[0, 1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    html = path.with_suffix(".html")
+    fig.write_html(html)
+    written = [str(html)]
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return written
+    fig.write_image(path.with_suffix(".png"))
+    return written + [str(path.with_suffix(".png"))]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m codefusion.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--lang", required=True, help="python, bash or cf")
+    p.add_argument("--split", default="test", help="test (default) or val")
+    p.add_argument("--data-dir", default=None, help="the CodeFusion data folder (else $CODEFUSION_DATA)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint folder or Hub repo id")
+    source.add_argument("--baseline", help="gold or retrieval")
+    p.add_argument("--revision", default=None, help="checkpoint revision (Hub repos)")
+    p.add_argument("--device", default=None, help="torch device for the checkpoint")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 3, 5], help="top-k values (default 1 3 5)")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--sampler", default="ddim", help="sampler name passed to codefusion.sampler (default ddim)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
+    p.add_argument("--out", required=True, help="where to write the JSON report")
+    p.add_argument("--curve", default=None, help="write the edit-distance-versus-steps figure here (HTML)")
+    p.add_argument("--curve-tasks", type=int, default=CURVE_TASKS, help=f"tasks sampled for --curve ({CURVE_TASKS})")
+    p.add_argument("--codebertscore", action="store_true",
+                   help="also report CodeBERTScore (Python; needs the CodeBERT model, unavailable offline)")
+    return p
+
+
+def _check_args(args) -> None:
+    check_language(args.lang)
+    if args.split not in SPLITS:
+        raise CodeFusionError(f"unknown split {args.split!r}: choose {' or '.join(SPLITS)}")
+    if args.baseline is not None and args.baseline not in ("gold", "retrieval"):
+        raise CodeFusionError(f"unknown baseline {args.baseline!r}: choose gold or retrieval")
+    for name, value in (("--k", min(args.k)), ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--limit", args.limit), ("--curve-tasks", args.curve_tasks)):
+        if value is not None and value < 1:
+            raise CodeFusionError(f"{name} must be at least 1, got {value}")
+    if args.curve and args.checkpoint is None:
+        raise CodeFusionError("--curve follows the denoising steps of a model: it needs --checkpoint")
+    if args.codebertscore and args.lang != "python":
+        raise CodeFusionError("--codebertscore is the Python metric: use it with --lang python")
+
+
+def run(args) -> dict:
+    """Evaluate as the parsed arguments say and return the report (also written to --out)."""
+    _check_args(args)
+    data_dir = resolve_data_dir(args.data_dir)
+    examples = load_split(args.lang, args.split, data_dir)[: args.limit]
+    if not examples:
+        raise CodeFusionError(f"no {args.lang} {args.split} tasks to evaluate")
+    ks = sorted(set(args.k))
+    k = max(ks)
+    if args.checkpoint is not None:
+        source = ModelSource(args.checkpoint, args.lang, args.steps, args.seed, args.sampler, args.revision, args.device)
+        system = f"CodeFusion ({args.checkpoint}, {args.sampler}, {args.steps} steps)"
+    elif args.baseline == "retrieval":
+        source = RetrievalSource(args.lang, args.split, data_dir)
+        system = f"retrieval baseline (TF-IDF over {source.fit_split})"
+    else:
+        source, system = gold_answers, "gold (sanity check)"
+
+    from tqdm import tqdm
+
+    records = []
+    with tqdm(total=len(examples), desc=f"{args.lang} {args.split}", unit="task", file=sys.stderr) as bar:
+        for start in range(0, len(examples), args.batch_size):
+            batch = examples[start:start + args.batch_size]
+            t0 = time.perf_counter()
+            answers = source(batch, k)
+            latency = (time.perf_counter() - t0) / len(batch)
+            records += [score_task(args.lang, ex, a, k, latency) for ex, a in zip(batch, answers)]
+            bar.update(len(batch))
+
+    report = {
+        "lang": args.lang, "split": args.split, "system": system,
+        "metric": metrics.METRIC_NAMES[args.lang], "metric_short": metrics.METRIC_NAMES[args.lang].split(" (")[0],
+        "summary": summarize(args.lang, records, ks, args.codebertscore),
+        "gold_issues": [{"id": r["id"], "gold": r["gold"], "reason": r["gold_issue"]} for r in records if r["gold_issue"]],
+        "config": {**vars(args), "data_dir": str(data_dir), "k": ks, "n_candidates": k},
+        "tasks": records,
+    }
+    if args.curve:
+        curve = source.curve(examples, k, args.curve_tasks)
+        files = save_curve(curve, Path(args.curve), f"{LANGUAGE_NAMES[args.lang]}: edit distance versus denoising step")
+        report["curve"] = {**curve, "files": files}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; CodeFusionError becomes `error: ...` and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        report = run(args)
+    except CodeFusionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The CodeFusion network: encoder E, code embedding L, denoiser N, decoder D, head H.
+
+    E_s  = E(s)                      T5 encoder over the utterance
+    x_0  = L(y)                      code tokens -> continuous vectors (unit-RMS, see CodeEmbedding)
+    x̂_0  = N(x_t, t, E_s)            full self-attention over x_t, cross-attention to E_s, timestep-conditioned
+    D_s  = D(x̂_0, E_s)               run once after the last denoising step
+    y    = argmax H(D_s)             one linear layer to the vocabulary, cut at the first pad
+
+The noise process lives in diffusion.py, the loss in loss.py, sampling in sampler.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from codefusion.config import CodeFusionConfig
+from codefusion.diffusion import GaussianDiffusion, timestep_embedding
+from codefusion.errors import CodeFusionError
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def build_encoder(config: CodeFusionConfig):
+    from transformers import T5Config, T5EncoderModel
+
+    t5 = T5Config(vocab_size=config.vocab_size, d_model=config.encoder_width, d_kv=config.encoder_width // config.encoder_heads,
+                  d_ff=config.encoder_ff, num_layers=config.encoder_layers, num_heads=config.encoder_heads,
+                  dropout_rate=config.dropout, feed_forward_proj="relu", is_encoder_decoder=False,
+                  use_cache=False, pad_token_id=config.pad_token_id, eos_token_id=2)
+    return T5EncoderModel(t5)
+
+
+class CodeEmbedding(nn.Module):
+    """L: a trainable table. Vectors are scaled to unit RMS so they match the noise's scale and cannot
+    shrink towards zero, the trivial way to make a jointly-trained embedding easy to denoise."""
+
+    def __init__(self, vocab_size: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(vocab_size, dim))
+
+    def table(self) -> torch.Tensor:
+        return F.normalize(self.weight, dim=-1) * math.sqrt(self.weight.shape[1])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.table())
+
+    def nearest(self, x: torch.Tensor) -> torch.Tensor:
+        """Round each vector to the closest token embedding (all rows share one norm, so max dot product)."""
+        return (x @ self.table().T).argmax(-1)
+
+
+def _stack(config: CodeFusionConfig, n_layers: int) -> nn.ModuleList:
+    # Pre-norm blocks of self-attention (no causal mask: every position sees every other),
+    # cross-attention to E_s, and a feed-forward layer. PyTorch runs attention through fused SDPA.
+    return nn.ModuleList(
+        nn.TransformerDecoderLayer(config.width, config.heads, config.ff, dropout=config.dropout,
+                                   activation="gelu", batch_first=True, norm_first=True)
+        for _ in range(n_layers))
+
+
+class Denoiser(nn.Module):
+    """N: predicts the clean embedding x̂0 from the noisy x_t, the timestep and the encoded prompt."""
+
+    def __init__(self, config: CodeFusionConfig):
+        super().__init__()
+        e, w = config.embed_dim, config.width
+        self.self_condition = config.self_condition
+        self.in_proj = nn.Linear(e * (2 if config.self_condition else 1), w)
+        self.pos = nn.Parameter(torch.zeros(1, config.code_len, w))
+        self.time_mlp = nn.Sequential(nn.Linear(w, 4 * w), nn.SiLU(), nn.Linear(4 * w, w))
+        self.layers = _stack(config, config.denoiser_layers)
+        self.norm = nn.LayerNorm(w)
+        self.out_proj = nn.Linear(w, e)
+
+    def forward(self, x_t, t, memory, memory_pad_mask=None, x0_prev=None):
+        if self.self_condition:
+            x_t = torch.cat([x_t, torch.zeros_like(x_t) if x0_prev is None else x0_prev], dim=-1)
+        temb = self.time_mlp(timestep_embedding(t, self.pos.shape[-1]))
+        h = self.in_proj(x_t) + self.pos[:, : x_t.shape[1]] + temb[:, None]
+        for layer in self.layers:
+            h = layer(h, memory, memory_key_padding_mask=memory_pad_mask)
+        return self.out_proj(self.norm(h))
+
+
+class Decoder(nn.Module):
+    """D: refines x̂0 into D_s, the hidden states that H reads tokens from (back in embedding space)."""
+
+    def __init__(self, config: CodeFusionConfig):
+        super().__init__()
+        self.in_proj = nn.Linear(config.embed_dim, config.width)
+        self.pos = nn.Parameter(torch.zeros(1, config.code_len, config.width))
+        self.layers = _stack(config, config.decoder_layers)
+        self.norm = nn.LayerNorm(config.width)
+        self.out_proj = nn.Linear(config.width, config.embed_dim)
+
+    def forward(self, x0_hat, memory, memory_pad_mask=None):
+        h = self.in_proj(x0_hat) + self.pos[:, : x0_hat.shape[1]]
+        for layer in self.layers:
+            h = layer(h, memory, memory_key_padding_mask=memory_pad_mask)
+        return self.out_proj(self.norm(h))
+
+
+class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tags=["code-generation", "diffusion"],
+                 repo_url="https://github.com/codefusion-reimpl/codefusion"):
+    def __init__(self, config: CodeFusionConfig | dict):
+        super().__init__()
+        if isinstance(config, dict):
+            config = CodeFusionConfig.from_dict(config)
+        self.config = config
+        self.encoder = build_encoder(config)                                   # E
+        self.embedding = CodeEmbedding(config.vocab_size, config.embed_dim)    # L
+        # CodeT5's encoder may be wider than N and D: project E_s once.
+        self.memory_proj = (nn.Identity() if config.encoder_width == config.width
+                            else nn.Linear(config.encoder_width, config.width))
+        self.denoiser = Denoiser(config)                                       # N
+        self.decoder = Decoder(config)                                         # D
+        self.head = nn.Linear(config.embed_dim, config.vocab_size)             # H
+        self.diffusion = GaussianDiffusion(config.diffusion_steps, config.schedule, config.schedule_offset)
+        self.tokenizer = None  # attached by from_pretrained / the trainer
+
+    # --- the five parts, as the paper names them -------------------------------------------------
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """E_s (projected to N's width); padded positions are masked later via memory_pad_mask."""
+        return self.memory_proj(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
+
+    def denoise(self, x_t, t, memory, memory_pad_mask=None, x0_prev=None):
+        return self.denoiser(x_t, t, memory, memory_pad_mask, x0_prev)
+
+    def decode(self, x0_hat, memory, memory_pad_mask=None):
+        return self.decoder(x0_hat, memory, memory_pad_mask)
+
+    def logits(self, d_s: torch.Tensor) -> torch.Tensor:
+        return self.head(d_s)
+
+    # --- tokenisation helpers --------------------------------------------------------------------
+    def tokenize_prompts(self, prompts: list[str], device=None):
+        enc = self.tokenizer(prompts, max_length=self.config.max_prompt_len, truncation=True, padding=True,
+                             return_tensors="pt")
+        return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+    def num_parameters_by_part(self) -> dict[str, int]:
+        parts = {"E (encoder)": self.encoder, "L (embedding)": self.embedding, "N (denoiser)": self.denoiser,
+                 "D (decoder)": self.decoder, "H (head)": self.head, "E_s projection": self.memory_proj}
+        counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+    # --- save / load (safetensors only; huggingface_hub for Hub repos) -----------------------------
+    def _save_pretrained(self, save_directory: Path, dtype: torch.dtype | None = None) -> None:
+        from safetensors.torch import save_file
+
+        save_directory = Path(save_directory)
+        aliases = tied_aliases(self)
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+                 for k, v in self.state_dict().items() if k not in aliases}
+        _atomic(save_directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(save_directory))
+
+    def save_pretrained(self, save_directory, *, dtype: torch.dtype | None = None, **kwargs):
+        """Weights (optionally 16-bit), config.json and tokenizer; each file replaced atomically."""
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        self._save_pretrained(save_directory, dtype=dtype)
+        text = json.dumps(self.config.to_dict(), indent=2, sort_keys=True)
+        _atomic(save_directory / CONFIG_NAME, lambda p: p.write_text(text))
+        if kwargs.get("push_to_hub"):
+            return self.push_to_hub(repo_id=kwargs["repo_id"], config=self.config.to_dict())
+        return None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None, map_location: str = "cpu",
+                        **hub_kwargs) -> "CodeFusion":
+        """A checkpoint folder, or a Hub repo id (pin `revision` to a commit for reproducible, trusted loads)."""
+        folder = resolve_checkpoint(pretrained_model_name_or_path, revision=revision, **hub_kwargs)
+        return load_folder(folder, map_location=map_location)
+
+
+def tied_aliases(model: nn.Module) -> set[str]:
+    """State-dict keys that share storage with an earlier key (T5 ties its input embedding): saved once."""
+    seen, aliases = set(), set()
+    for k, v in model.state_dict().items():
+        ptr = v.untyped_storage().data_ptr()
+        if ptr in seen:
+            aliases.add(k)
+        seen.add(ptr)
+    return aliases
+
+
+def _atomic(path: Path, write) -> None:
+    """Write to a temporary name in the same folder, then rename: a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def resolve_checkpoint(model_id: str | os.PathLike, revision: str | None = None, **hub_kwargs) -> Path:
+    """A local folder as it is, or a Hub repo id downloaded (safetensors, JSON and tokenizer files only)."""
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(model_id).startswith((".", "/", "~")) or str(model_id).count("/") != 1:
+        raise CodeFusionError(f"checkpoint {model_id} not found: give a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, "
+                              "or a Hub repo id like user/codefusion-cf")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(model_id), revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md"],
+                                      **{k: v for k, v in hub_kwargs.items() if v is not None}))
+    except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
+        raise CodeFusionError(f"could not download checkpoint {model_id} (revision {revision or 'main'}): {e}") from None
+
+
+def load_folder(folder: Path, map_location: str = "cpu") -> CodeFusion:
+    """Rebuild the model from config.json, load safetensors weights strictly, attach the tokenizer."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from codefusion.tokenization import load_tokenizer
+
+    folder = Path(folder)
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for p in (config_path, weights_path):
+        if not p.is_file():
+            raise CodeFusionError(f"checkpoint folder {folder} has no {p.name}")
+    if not (folder / "tokenizer.json").is_file():
+        raise CodeFusionError(f"checkpoint folder {folder} has no tokenizer.json (the tokenizer is saved with the weights)")
+    try:
+        config = CodeFusionConfig.from_dict(json.loads(config_path.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise CodeFusionError(f"{config_path} is not a valid config: {e}") from None
+    model = CodeFusion(config)
+    try:
+        state = load_file(str(weights_path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CodeFusionError(f"{weights_path} is not a readable safetensors file (truncated or corrupted?): {e}") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    expected = set(model.state_dict()) - tied_aliases(model)
+    missing, unexpected = expected - set(state), set(state) - expected
+    shape_errors = [k for k, v in state.items() if k in model.state_dict() and model.state_dict()[k].shape != v.shape]
+    if missing or unexpected or shape_errors:
+        raise CodeFusionError(
+            f"{weights_path} does not match {config_path}: "
+            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shape_errors)} wrongly shaped tensors "
+            f"(e.g. {sorted(missing | unexpected)[:2] or shape_errors[:2]})")
+    model.load_state_dict(state, strict=False)  # strictness checked above; tied aliases fill themselves
+    model.tokenizer = load_tokenizer(str(folder))
+    if len(model.tokenizer) > config.vocab_size:
+        raise CodeFusionError(f"{folder}/tokenizer.json has {len(model.tokenizer)} tokens but the config says "
+                              f"vocab_size={config.vocab_size}")
+    return model.eval()

@@ -1,0 +1,176 @@
+"""Sampling: x_T ~ N(0, I), denoise with a diffusers scheduler, then D and H once.
+
+`stream` yields one `Frame` per denoising step (x̂0 through D and H, and the rounding of x_t),
+for the demo and for edit-distance curves; `generate` is the fast path that runs D and H only
+after the last step and returns ranked candidates.
+
+Ranking score: the mean log-probability H gives to its argmax tokens, over the kept tokens and
+the pad that ends them (the paper does not say how it ordered top-k; this is documented here
+and in the README).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from codefusion.diffusion import SAMPLERS, inference_timesteps
+from codefusion.errors import CodeFusionError
+
+MAX_K = 16
+MAX_PROMPT_CHARS = 4000  # cap before tokenisation: the encoder only sees max_prompt_len tokens anyway
+
+
+@dataclass
+class Candidate:
+    """One program. `probs` are H's probabilities of each kept token."""
+
+    text: str
+    tokens: list[str]
+    token_ids: list[int]
+    probs: list[float]
+    score: float
+    rounding_text: str = ""
+    rounding_tokens: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Frame:
+    """The state after one denoising step: `candidates` in noise-draw order (index i = noise draw i)."""
+
+    step: int            # 1..total_steps
+    total_steps: int
+    timestep: int        # the diffusion timestep t just denoised (T-1 .. 0)
+    elapsed: float       # seconds since the request started
+    candidates: list[Candidate]
+    final: bool = False
+    notice: str = ""     # e.g. "prompt truncated to 64 tokens"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_model(path_or_repo, revision: str | None = None, device=None):
+    from codefusion.model import CodeFusion
+
+    model = CodeFusion.from_pretrained(path_or_repo, revision=revision)
+    return model.to(pick_device(device)).eval()
+
+
+def pick_device(device=None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_request(prompts: list[str], k: int, steps: int, sampler: str, T: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise CodeFusionError(f"k (number of candidates) must be an integer from 1 to {MAX_K}, got {k!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= T:
+        raise CodeFusionError(f"steps must be an integer from 1 to {T}, got {steps!r}")
+    if sampler not in SAMPLERS:
+        raise CodeFusionError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise CodeFusionError("the prompt is empty: describe the code you want")
+
+
+def prepare_prompts(model, prompts: list[str]) -> tuple[list[str], str]:
+    """Clean prompts (strip, drop NULs, cap length) and say whether any was truncated."""
+    cleaned, notice = [], ""
+    for p in prompts:
+        p = p.replace("\x00", "").strip()
+        if len(p) > MAX_PROMPT_CHARS:
+            p = p[:MAX_PROMPT_CHARS]
+        cleaned.append(p)
+    n_tokens = max(len(model.tokenizer(p, add_special_tokens=True)["input_ids"]) for p in cleaned)
+    if n_tokens > model.config.max_prompt_len:
+        notice = f"prompt truncated to its first {model.config.max_prompt_len} tokens (it had {n_tokens})"
+    return cleaned, notice
+
+
+class _Run:
+    """The shared state of one request: encoded prompts, scheduler, x_t and the self-conditioning estimate."""
+
+    def __init__(self, model, prompts, k, steps, seed, sampler):
+        check_request(prompts, k, steps, sampler, model.config.diffusion_steps)
+        self.model, self.k = model, k
+        device = next(model.parameters()).device
+        prompts, self.notice = prepare_prompts(model, prompts)
+        ids, attn = model.tokenize_prompts(prompts, device)
+        memory = model.encode(ids, attn)                                     # E runs once per request
+        self.memory = memory.repeat_interleave(k, dim=0)                     # k candidates as one batch
+        self.pad_mask = (attn == 0).repeat_interleave(k, dim=0)
+        self.scheduler = model.diffusion.make_scheduler(sampler, steps)
+        self.timesteps = inference_timesteps(self.scheduler, steps)
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        shape = (len(prompts) * k, model.config.code_len, model.config.embed_dim)
+        self.x_t = torch.randn(shape, generator=gen).to(device)              # x_T ~ N(0, I)
+        self.generator = gen if sampler == "ddpm" else None
+        self.x0_hat = None
+
+    def steps(self) -> Iterator[int]:
+        for t in self.timesteps:
+            tt = torch.full((self.x_t.shape[0],), t, device=self.x_t.device, dtype=torch.long)
+            self.x0_hat = self.model.denoise(self.x_t, tt, self.memory, self.pad_mask, self.x0_hat)
+            kw = {"generator": self.generator} if self.generator is not None else {}
+            self.x_t = self.scheduler.step(self.x0_hat, t, self.x_t, **kw).prev_sample
+            yield t
+
+    def decode(self, with_rounding: bool) -> list[Candidate]:
+        model = self.model
+        logits = model.logits(model.decode(self.x0_hat, self.memory, self.pad_mask))
+        logp = logits.float().log_softmax(-1)
+        best_logp, ids = logp.max(-1)
+        rounded = model.embedding.nearest(self.x_t) if with_rounding else None
+        return [_candidate(model.tokenizer, model.config.pad_token_id, ids[i], best_logp[i],
+                           None if rounded is None else rounded[i]) for i in range(ids.shape[0])]
+
+
+def _cut(ids: list[int], pad: int) -> list[int]:
+    return ids[: ids.index(pad)] if pad in ids else ids
+
+
+def _candidate(tokenizer, pad: int, ids: torch.Tensor, logp: torch.Tensor, rounded: torch.Tensor | None) -> Candidate:
+    ids = ids.tolist()
+    kept = _cut(ids, pad)
+    n = min(len(kept) + 1, len(ids))   # the ending pad is part of the program's score
+    probs = logp[: len(kept)].exp().tolist()
+    cand = Candidate(text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                     tokens=[tokenizer.decode([i]) for i in kept], token_ids=kept, probs=probs,
+                     score=float(logp[:n].mean()))
+    if rounded is not None:
+        r = _cut(rounded.tolist(), pad)
+        cand.rounding_text = tokenizer.decode(r, skip_special_tokens=True).strip()
+        cand.rounding_tokens = [tokenizer.decode([i]) for i in r]
+    return cand
+
+
+@torch.inference_mode()
+def stream(model, prompt: str, k: int = 5, steps: int = 20, seed: int = 0, sampler: str = "ddim",
+           rounding: bool = True) -> Iterator[Frame]:
+    """Yield exactly `steps` frames; each decodes x̂0 through D and H (the paper runs D once at the end;
+    here it also runs per step so that a person can watch the program form)."""
+    start = time.perf_counter()
+    run = _Run(model, [prompt], k, steps, seed, sampler)
+    for i, t in enumerate(run.steps(), start=1):
+        yield Frame(step=i, total_steps=steps, timestep=t, elapsed=time.perf_counter() - start,
+                    candidates=run.decode(rounding), final=i == steps, notice=run.notice)
+
+
+@torch.inference_mode()
+def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed: int = 0,
+             sampler: str = "ddim") -> list[list[Candidate]]:
+    """k ranked candidates (best score first) for each prompt; all prompts x k draws run as one batch.
+    A single prompt string gives a list holding one list."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts:
+        raise CodeFusionError("no prompts given")
+    run = _Run(model, prompts, k, steps, seed, sampler)
+    for _ in run.steps():
+        pass
+    cands = run.decode(with_rounding=False)
+    return [sorted(cands[i * k:(i + 1) * k], key=lambda c: -c.score) for i in range(len(prompts))]

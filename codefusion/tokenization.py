@@ -1,0 +1,43 @@
+"""One tokenizer for prompts and code, as CodeT5 uses one.
+
+With network access `--encoder Salesforce/codet5-small` brings CodeT5's own tokenizer; offline we
+train a byte-level BPE (so any byte sequence round-trips) on the training corpora with `tokenizers`.
+Either way the result is a `transformers` fast tokenizer saved inside the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from codefusion.errors import CodeFusionError
+
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]  # ids 0..4; pad must be 0, mask 4
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", mask_token="<mask>")
+
+
+def load_tokenizer(path_or_repo: str, revision: str | None = None):
+    """A tokenizer folder (a checkpoint's, or a Hub snapshot such as Salesforce/codet5-small)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path_or_repo, revision=revision)
+    except (OSError, ValueError) as e:
+        raise CodeFusionError(f"could not load a tokenizer from {path_or_repo}: {e}") from None
+
+
+def check_special_ids(tokenizer) -> None:
+    if tokenizer.pad_token_id is None or tokenizer.mask_token_id is None:
+        raise CodeFusionError("the tokenizer needs a pad token and a mask token")

@@ -1,0 +1,395 @@
+"""Trainer: pre-training on code alone, then fine-tuning on (utterance, code) pairs.
+
+    python -m codefusion.train --lang cf --preset small --stage all --data-dir DIR --out DIR [--resume]
+
+Runs on CPU, one GPU (mixed precision) or many (`accelerate launch -m codefusion.train ...`).
+The output folder holds a loadable checkpoint (model.safetensors, config.json, tokenizer), a
+`state/` folder for --resume (weights, optimizer, RNG, step; swapped in atomically), and log.jsonl.
+Batches are a pure function of (seed, step) and the RNG state is saved, so a resumed run repeats
+the losses of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from codefusion import LANGUAGES
+from codefusion.config import PRESETS, CodeFusionConfig, preset
+from codefusion.data import load_snippets, load_split
+from codefusion.errors import CodeFusionError
+from codefusion.loss import codefusion_loss
+from codefusion.pretraining import mask_code, noise_memory
+
+STATE_DIR = "state"
+
+
+@dataclass
+class Recipe:
+    """Per-preset training defaults (CLI flags override)."""
+
+    batch_size: int
+    pretrain_steps: int
+    finetune_steps: int
+    lr: float = 5e-4  # the paper's AdamW rate, no weight decay
+    warmup: int = 100
+    snippet_limit: int = 50000
+
+
+RECIPES = {
+    "tiny": Recipe(batch_size=32, pretrain_steps=60, finetune_steps=140, lr=2e-3, warmup=10, snippet_limit=4000),
+    "small": Recipe(batch_size=32, pretrain_steps=300, finetune_steps=900, lr=1e-3),
+    "paper": Recipe(batch_size=64, pretrain_steps=20000, finetune_steps=20000),
+}
+
+
+# --- data -------------------------------------------------------------------------------------------
+def encode_codes(tokenizer, codes: list[str], code_len: int) -> tuple[torch.Tensor, int]:
+    """Fixed-length code ids, padded with pad (the model learns to end programs with pad)."""
+    ids = tokenizer(codes, add_special_tokens=False)["input_ids"]
+    out = torch.full((len(codes), code_len), tokenizer.pad_token_id, dtype=torch.long)
+    truncated = 0
+    for i, seq in enumerate(ids):
+        truncated += len(seq) > code_len
+        seq = seq[:code_len]
+        out[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return out, truncated
+
+
+class PairData:
+    """Prompts (kept as text, padded per batch) and fixed-length codes."""
+
+    def __init__(self, prompts: list[str], code_ids: torch.Tensor):
+        self.prompts, self.code_ids = prompts, code_ids
+
+    def __len__(self):
+        return len(self.prompts)
+
+    def batch_indices(self, step: int, batch_size: int, seed: int) -> list[int]:
+        """Epoch-wise permutations seeded by (seed, epoch): batch i depends on nothing but i."""
+        n = len(self)
+        start = step * batch_size
+        out = []
+        while len(out) < batch_size:
+            epoch, offset = divmod(start + len(out), n)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+            out.extend(perm[offset: offset + batch_size - len(out)].tolist())
+        return out
+
+
+def build_pretrain_data(lang, tokenizer, config, data_dir, train_codes, limit, seed) -> tuple[PairData, int]:
+    snippets = load_snippets(lang, data_dir, limit=limit, seed=seed) + train_codes
+    rng = random.Random(seed)
+    masked = [mask_code(s, lang, rng=rng) for s in snippets]  # CPD inputs, fixed once per run
+    ids, truncated = encode_codes(tokenizer, snippets, config.code_len)
+    return PairData(masked, ids), truncated
+
+
+# --- checkpoint state (no pickle anywhere: tensors in safetensors, the rest in JSON) ---------------
+def save_state(model, optimizer, step: int, stage_steps: dict, out: Path, args_dict: dict) -> None:
+    from safetensors.torch import save_file
+
+    tmp, final, old = out / f".{STATE_DIR}.tmp", out / STATE_DIR, out / f".{STATE_DIR}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    opt = optimizer.state_dict()
+    tensors = {f"{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+               for i, st in opt["state"].items() for k, v in st.items()}
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(rng, str(tmp / "rng.safetensors"))
+    (tmp / "trainer_state.json").write_text(json.dumps(
+        {"step": step, "stage_steps": stage_steps, "param_groups": opt["param_groups"], "args": args_dict}, indent=1))
+    # Swap directories: at every instant either state/ or .state.old/ is complete.
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_state(out: Path) -> Path | None:
+    for name in (STATE_DIR, f".{STATE_DIR}.old"):
+        if (out / name / "trainer_state.json").is_file():
+            return out / name
+    return None
+
+
+def load_optimizer_and_rng(optimizer, state_dir: Path, device) -> dict:
+    from safetensors.torch import load_file
+
+    meta = json.loads((state_dir / "trainer_state.json").read_text())
+    flat = load_file(str(state_dir / "optimizer.safetensors"), device=str(device))
+    state: dict = {}
+    for key, v in flat.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = v.cpu() if name == "step" else v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    rng = load_file(str(state_dir / "rng.safetensors"))
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available() and "cuda0" in rng:
+        torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng])
+    return meta
+
+
+# --- the loop --------------------------------------------------------------------------------------
+def lr_at(step: int, stage_start: int, stage_len: int, recipe: Recipe, lr: float) -> float:
+    """Linear warm-up then cosine decay, restarted at each stage; a pure function of step (resume-safe)."""
+    s = step - stage_start
+    warm = min(recipe.warmup, max(1, stage_len // 10))
+    if s < warm:
+        return lr * (s + 1) / warm
+    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, stage_len - warm))))
+
+
+def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, unsup_prob: float = 0.5):
+    prompts = [data.prompts[i] for i in idx]
+    code = data.code_ids[idx].to(device)
+    ids, attn = model.tokenize_prompts(prompts, device)
+    if pretrain:
+        # Encoder frozen in pre-training (code only: N, D and L learn).
+        with torch.no_grad():
+            memory = model.encode(ids, attn)
+        pad_mask = attn == 0
+        unsup = torch.rand(len(idx), device=device) < unsup_prob
+        noise, _ = noise_memory(len(idx), memory.shape[1], memory.shape[2], device)
+        memory = torch.where(unsup[:, None, None], noise, memory)      # unsupervised generation rows
+        pad_mask = pad_mask & ~unsup[:, None]
+    else:
+        memory = model.encode(ids, attn)
+        pad_mask = attn == 0
+    return codefusion_loss(model, code, memory, pad_mask)
+
+
+@torch.no_grad()
+def validation_loss(model, data: PairData, device, batch_size: int = 64, max_examples: int = 256) -> float:
+    """Fixed timesteps and noise (a forked RNG), so values are comparable across steps and runs."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234)
+        for start in range(0, min(len(data), max_examples), batch_size):
+            idx = list(range(start, min(start + batch_size, len(data), max_examples)))
+            loss = batch_loss(model, data, idx, pretrain=False, device=device)
+            total += float(loss.total) * len(idx)
+            n += len(idx)
+    model.train(was_training)
+    return total / max(1, n)
+
+
+def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  # noqa: F821
+    from codefusion.model import CodeFusion
+    from codefusion.tokenization import check_special_ids, load_tokenizer, train_bpe_tokenizer
+
+    overrides = dict(code_len=args.code_len, self_condition=None if args.self_condition is None else args.self_condition == "on")
+    if args.encoder:
+        from transformers import T5EncoderModel
+
+        tokenizer = load_tokenizer(args.encoder, args.encoder_revision)
+        try:
+            encoder = T5EncoderModel.from_pretrained(args.encoder, revision=args.encoder_revision, use_safetensors=True)
+        except (OSError, ValueError) as e:
+            raise CodeFusionError(f"could not load a T5 encoder from {args.encoder} (safetensors weights needed): {e}") from None
+        ec = encoder.config
+        config = preset(args.preset, lang, vocab_size=len(tokenizer), encoder_width=ec.d_model, encoder_layers=ec.num_layers,
+                        encoder_heads=ec.num_heads, encoder_ff=ec.d_ff, encoder_name=args.encoder,
+                        pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id, **overrides)
+        model = CodeFusion(config)
+        model.encoder.load_state_dict(encoder.state_dict(), strict=False)
+    else:
+        base = preset(args.preset, lang, **overrides)
+        corpus = [e.nl for e in train_pairs] + [e.code for e in train_pairs] + pretrain_texts
+        tokenizer = train_bpe_tokenizer(corpus, vocab_size=base.vocab_size)
+        config = base.replace(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                              mask_token_id=tokenizer.mask_token_id)
+        model = CodeFusion(config)
+    check_special_ids(tokenizer)
+    model.tokenizer = tokenizer
+    return model
+
+
+def train(args) -> Path:
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from tqdm.auto import tqdm
+
+    from codefusion.model import CodeFusion
+
+    lang, out = args.lang, Path(args.out)
+    recipe = RECIPES[args.preset]
+    batch_size = args.batch_size or recipe.batch_size
+    lr = args.lr or recipe.lr
+    stage_steps = {"pretrain": recipe.pretrain_steps if args.stage in ("pretrain", "all") else 0,
+                   "finetune": recipe.finetune_steps if args.stage in ("finetune", "all") else 0}
+    if args.max_steps is not None:  # a total budget, split between the stages in the recipe's proportion
+        if args.max_steps < 1:
+            raise CodeFusionError(f"--max-steps must be at least 1, got {args.max_steps}")
+        total = sum(stage_steps.values())
+        stage_steps["pretrain"] = round(args.max_steps * stage_steps["pretrain"] / total)
+        stage_steps["finetune"] = args.max_steps - stage_steps["pretrain"]
+
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    set_seed(args.seed)
+    device = accelerator.device
+
+    train_pairs, val_pairs = load_split(lang, "train", args.data_dir), load_split(lang, "val", args.data_dir)
+    if not train_pairs:
+        raise CodeFusionError(f"the {lang} training split is empty")
+    state_dir = find_state(out) if args.resume else None
+    if args.resume and state_dir is None:
+        raise CodeFusionError(f"--resume: no saved training state under {out}")
+    if state_dir is None and out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise CodeFusionError(f"{out} is not empty: pass --resume to continue that run or --overwrite to start over")
+    snippet_limit = args.snippet_limit or recipe.snippet_limit
+
+    if state_dir is not None:
+        model = CodeFusion.from_pretrained(state_dir)
+        meta_args = json.loads((state_dir / "trainer_state.json").read_text())["stage_steps"]
+        stage_steps = meta_args  # the resumed run keeps its original plan
+    elif args.init:
+        model = CodeFusion.from_pretrained(args.init)
+    else:
+        pre = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed) if stage_steps["pretrain"] else []
+        model = build_model(args, lang, train_pairs, pre)
+    tokenizer, config = model.tokenizer, model.config
+    out.mkdir(parents=True, exist_ok=True)
+
+    ft_codes, ft_trunc = encode_codes(tokenizer, [e.code for e in train_pairs], config.code_len)
+    finetune_data = PairData([e.nl for e in train_pairs], ft_codes)
+    val_codes, _ = encode_codes(tokenizer, [e.code for e in val_pairs], config.code_len)
+    val_data = PairData([e.nl for e in val_pairs], val_codes)
+    pretrain_data, pt_trunc = (build_pretrain_data(lang, tokenizer, config, args.data_dir, [e.code for e in train_pairs],
+                                                   snippet_limit, args.seed) if stage_steps["pretrain"] else (None, 0))
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    step = 0
+    if state_dir is not None:
+        step = load_optimizer_and_rng(optimizer, state_dir, device)["step"]
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+    total = stage_steps["pretrain"] + stage_steps["finetune"]
+    log_path = out / "log.jsonl"
+    args_dict = {k: v for k, v in vars(args).items()}
+
+    def log(record: dict) -> None:
+        if accelerator.is_main_process:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    if step == 0:
+        counts = raw.num_parameters_by_part()
+        log({"event": "start", "config": config.to_dict(), "params": counts, "stage_steps": stage_steps,
+             "batch_size": batch_size, "lr": lr, "seed": args.seed, "device": str(device),
+             "train_pairs": len(finetune_data), "val_pairs": len(val_data),
+             "pretrain_snippets": len(pretrain_data) if pretrain_data else 0,
+             "truncated_codes": {"finetune": ft_trunc, "pretrain": pt_trunc}})
+        if accelerator.is_main_process:
+            print(f"codefusion: {lang}/{args.preset}, {counts['total'] / 1e6:.2f}M parameters, "
+                  f"{stage_steps['pretrain']} pre-training + {stage_steps['finetune']} fine-tuning steps, batch {batch_size}",
+                  file=sys.stderr)
+    else:
+        log({"event": "resume", "step": step})
+
+    model.train()
+    bar = tqdm(total=total, initial=step, disable=not accelerator.is_main_process or args.quiet, dynamic_ncols=True)
+    t0, examples, last_save = time.perf_counter(), 0, step
+    stop_at = min(total, args.stop_after) if args.stop_after else total
+    while step < stop_at:
+        pretrain = step < stage_steps["pretrain"]
+        stage_start, stage_len = (0, stage_steps["pretrain"]) if pretrain else (stage_steps["pretrain"], stage_steps["finetune"])
+        data = pretrain_data if pretrain else finetune_data
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(step, stage_start, stage_len, recipe, lr)
+        per_proc = batch_size // accelerator.num_processes
+        idx = data.batch_indices(step, batch_size, args.seed + (0 if pretrain else 1))
+        idx = idx[accelerator.process_index * per_proc:(accelerator.process_index + 1) * per_proc]
+        with accelerator.autocast():
+            terms = batch_loss(raw, data, idx, pretrain, device)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(terms.total)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        examples += len(idx) * accelerator.num_processes
+        rate = examples / (time.perf_counter() - t0)
+        record = {"step": step, "stage": "pretrain" if pretrain else "finetune", **terms.as_floats(),
+                  "lr": optimizer.param_groups[0]["lr"], "examples_per_s": round(rate, 2)}
+        log(record)
+        bar.set_postfix(stage=record["stage"][:3], loss=f"{record['total']:.3f}", ce=f"{record['ce']:.3f}", ex_s=f"{rate:.0f}")
+        bar.update(1)
+        if (step % args.eval_every == 0 or step == total) and len(val_data):
+            v = validation_loss(raw, val_data, device)
+            log({"step": step, "val_loss": v})
+            bar.write(f"step {step}: val loss {v:.4f}") if not args.quiet else None
+        if (step - last_save >= args.save_every or step == stop_at) and accelerator.is_main_process:
+            save_state(raw, optimizer, step, stage_steps, out, args_dict)
+            raw.save_pretrained(out, dtype=torch.float16 if args.save_fp16 else None)
+            last_save = step
+        accelerator.wait_for_everyone()
+    bar.close()
+    log({"event": "end", "step": step, "seconds": round(time.perf_counter() - t0, 1)})
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m codefusion.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--lang", required=True, choices=LANGUAGES)
+    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("--stage", default="all", choices=["pretrain", "finetune", "all"])
+    p.add_argument("--data-dir", default=None, help="CodeFusion data folder (default: $CODEFUSION_DATA)")
+    p.add_argument("--out", required=True, help="output folder: checkpoint, state/ and log.jsonl")
+    p.add_argument("--max-steps", type=int, default=None, help="total optimizer steps (split between stages)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--overwrite", action="store_true", help="start over in a non-empty --out")
+    p.add_argument("--init", default=None, help="start from this checkpoint (e.g. a pre-trained one, for --stage finetune)")
+    p.add_argument("--encoder", default=None, help="initialise E and the tokenizer from a T5 encoder (Hub id or folder), "
+                                                   "e.g. Salesforce/codet5-small")
+    p.add_argument("--encoder-revision", default=None, help="pinned revision of --encoder")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--code-len", type=int, default=None)
+    p.add_argument("--self-condition", choices=["on", "off"], default=None)
+    p.add_argument("--snippet-limit", type=int, default=None, help="pre-training snippets to use")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop (and save) at this step while keeping the full run's plan; continue with --resume")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--save-fp16", action="store_true", help="store the exported weights in 16-bit")
+    p.add_argument("--mixed-precision", default=None, choices=["no", "fp16", "bf16"])
+    p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    for name in ("batch_size", "code_len", "eval_every", "save_every", "stop_after"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        out = train(args)
+    except CodeFusionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"saved checkpoint to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

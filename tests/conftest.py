@@ -1,0 +1,50 @@
+"""Shared fixtures: the data folder and tiny checkpoints trained on the fly (seconds each)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("CODEFUSION_DATA") or ROOT.parent / "shared" / "data" / "codefusion")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "Benchmarks").is_dir():
+        pytest.fail(f"test data not found at {DATA_DIR}: set CODEFUSION_DATA to the CodeFusion data folder")
+    return DATA_DIR
+
+
+def train_tiny(data_dir: Path, out: Path, lang: str, steps: int = 30, *extra: str) -> Path:
+    from codefusion.train import main
+
+    rc = main(["--lang", lang, "--preset", "tiny", "--max-steps", str(steps), "--data-dir", str(data_dir),
+               "--out", str(out), "--quiet", "--snippet-limit", "500", "--eval-every", "1000", *extra])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_factory(data_dir, tmp_path_factory):
+    """tiny_checkpoint_factory(lang) -> folder of a tiny model trained for a few steps (cached per language)."""
+    cache: dict[str, Path] = {}
+
+    def make(lang: str) -> Path:
+        if lang not in cache:
+            cache[lang] = train_tiny(data_dir, tmp_path_factory.mktemp(f"tiny_{lang}"), lang)
+        return cache[lang]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_bash_checkpoint(tiny_checkpoint_factory) -> Path:
+    return tiny_checkpoint_factory("bash")
+
+
+@pytest.fixture(scope="session")
+def tiny_cf_checkpoint(tiny_checkpoint_factory) -> Path:
+    return tiny_checkpoint_factory("cf")

@@ -1,0 +1,367 @@
+"""The foundation: schedule, loss, CPD masking, save/load, resume, sampler and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from codefusion.config import CodeFusionConfig, preset
+from codefusion.diffusion import GaussianDiffusion, sqrt_alpha_bar, sqrt_betas
+from codefusion.errors import CodeFusionError
+from codefusion.loss import codefusion_loss
+from codefusion.model import CodeFusion
+from codefusion.pretraining import MASK, mask_code, noise_memory
+
+from conftest import train_tiny
+
+
+# --- noise schedule --------------------------------------------------------------------------------
+def test_sqrt_schedule_is_monotone_with_the_papers_endpoints():
+    d = GaussianDiffusion(1200)
+    ab = d.alphas_cumprod.numpy()
+    assert ab.shape == (1200,)
+    assert np.all(np.diff(ab) < 0), "alpha_bar must fall at every step"
+    # prod(1 - beta) follows the sqrt curve relative to its start: ab[i] = abar((i+1)/T) / abar(0).
+    curve = sqrt_alpha_bar(np.arange(1, 1201) / 1200) / sqrt_alpha_bar(np.array(0.0))
+    assert np.allclose(ab[:1190], curve[:1190], rtol=1e-4)
+    assert ab[0] == pytest.approx(0.9792, abs=1e-3)
+    assert ab[599] == pytest.approx((1 - np.sqrt(0.5 + 1e-4)) / 0.99, abs=1e-4)
+    assert ab[-1] < 1e-5, "x_T must be (almost) pure noise"
+    betas = sqrt_betas(1200)
+    assert np.all((betas > 0) & (betas <= 0.999))
+
+
+def test_q_sample_mixes_signal_and_noise_by_alpha_bar():
+    d = GaussianDiffusion(1200)
+    x0, eps = torch.ones(2, 3, 4), torch.zeros(2, 3, 4)
+    t = torch.tensor([0, 1199])
+    x_t = d.q_sample(x0, t, eps)
+    assert torch.allclose(x_t[0], torch.full((3, 4), d.alphas_cumprod[0].sqrt().item()))
+    assert x_t[1].abs().max() < 1e-2
+    # eps_from_x0 inverts q_sample when x̂0 is exact.
+    noise = torch.randn(2, 3, 4)
+    assert torch.allclose(d.eps_from_x0(d.q_sample(x0, t, noise), t, x0), noise, atol=1e-3)
+
+
+# --- model and loss --------------------------------------------------------------------------------
+def tiny_model(lang="cf", **kw) -> CodeFusion:
+    torch.manual_seed(0)
+    return CodeFusion(preset("tiny", lang, vocab_size=64, **kw)).eval()
+
+
+def test_presets_parameter_counts():
+    counts = {name: CodeFusion(preset(name, "python")).num_parameters_by_part()["total"] for name in ("tiny", "small")}
+    assert counts["tiny"] < 1e6 < counts["small"] < 20e6
+    paper = CodeFusion(preset("paper", "python")).num_parameters_by_part()
+    assert 60e6 <= paper["total"] <= 110e6, paper
+    assert paper["N (denoiser)"] > paper["D (decoder)"]
+
+
+def test_loss_has_three_terms_that_each_train_their_part():
+    model = tiny_model().train()
+    code = torch.randint(5, 64, (4, model.config.code_len))
+    memory = torch.randn(4, 7, model.config.width)
+    torch.manual_seed(1)
+    terms = codefusion_loss(model, code, memory, None, self_condition_prob=0.0)
+    assert torch.allclose(terms.total, terms.denoise + terms.decoder + terms.ce)
+    # Cross-entropy of an untrained head is about log(vocab).
+    assert terms.ce.item() == pytest.approx(np.log(64), rel=0.25)
+    terms.decoder.backward()
+    assert model.decoder.out_proj.weight.grad is not None and model.embedding.weight.grad is not None
+    assert model.head.weight.grad is None  # H learns only from the cross-entropy term
+
+
+def test_noise_term_eps_form_equals_snr_weighted_x0_error():
+    model = tiny_model(self_condition=False)
+    code = torch.randint(5, 64, (2, model.config.code_len))
+    memory = torch.randn(2, 5, model.config.width)
+    t, noise = torch.tensor([600, 600]), torch.randn(2, model.config.code_len, model.config.embed_dim)
+    x0_terms = codefusion_loss(model, code, memory, None, t=t, noise=noise, noise_target="x0")
+    eps_terms = codefusion_loss(model, code, memory, None, t=t, noise=noise, noise_target="eps")
+    ab = model.diffusion.alphas_cumprod[600]
+    assert eps_terms.denoise.item() == pytest.approx(x0_terms.denoise.item() * (ab / (1 - ab)).item(), rel=1e-4)
+
+
+def test_embedding_vectors_have_unit_rms_and_round_trip():
+    model = tiny_model()
+    table = model.embedding.table()
+    assert torch.allclose(table.pow(2).mean(-1), torch.ones(table.shape[0]), atol=1e-5)
+    ids = torch.randint(0, 64, (3, 10))
+    assert torch.equal(model.embedding.nearest(model.embedding(ids)), ids)
+
+
+def test_unsupervised_memory_is_fresh_noise_without_padding():
+    a, mask = noise_memory(2, 5, 8)
+    b, _ = noise_memory(2, 5, 8)
+    assert a.shape == (2, 5, 8) and not mask.any() and not torch.equal(a, b)
+
+
+# --- CPD masking -----------------------------------------------------------------------------------
+def test_cpd_masks_python_identifiers_and_keywords_only():
+    code = "x = sorted(items, key=len, reverse=True)  # '5' + 3"
+    masked = mask_code(code, "python", mask_prob=1.0)
+    assert masked == f"{MASK} = {MASK}({MASK}, {MASK}={MASK}, {MASK}={MASK})  # '5' + 3"
+    # Strings, numbers and operators survive any rate.
+    partial = mask_code("y = foo('bar', 42)", "python", mask_prob=0.5, rng=__import__("random").Random(3))
+    assert "'bar'" in partial and "42" in partial and MASK in partial
+
+
+def test_cpd_masks_bash_commands_reserved_words_and_parameters():
+    code = "find . -name '*.txt' | xargs rm -f"
+    assert mask_code(code, "bash", mask_prob=1.0) == f"{MASK} . -name '*.txt' | {MASK} rm -f"
+    loop = mask_code("for f in *.py; do echo $f; done", "bash", mask_prob=1.0)
+    assert "*.py" in loop and loop.count(MASK) >= 4 and "echo" not in loop
+
+
+def test_cpd_masks_cf_operators_and_columns():
+    masked = mask_code("AND(GreaterThan(c[2], 25), LessThan(50))", "cf", mask_prob=1.0)
+    assert "25" in masked and "50" in masked
+    assert "GreaterThan" not in masked and "LessThan" not in masked and "c[2]" not in masked
+
+
+def test_cpd_unknown_language_is_refused():
+    with pytest.raises(CodeFusionError, match="unknown language"):
+        mask_code("x", "cobol")
+
+
+# --- save / load -----------------------------------------------------------------------------------
+def test_save_load_gives_identical_outputs(tiny_bash_checkpoint, tmp_path):
+    from codefusion.sampler import generate, load_model
+
+    model = load_model(tiny_bash_checkpoint)
+    model.save_pretrained(tmp_path / "copy")
+    again = load_model(tmp_path / "copy")
+    a = generate(model, ["list files", "count lines"], k=3, steps=4, seed=7)
+    b = generate(again, ["list files", "count lines"], k=3, steps=4, seed=7)
+    assert [[c.text for c in x] for x in a] == [[c.text for c in x] for x in b]
+    assert [[c.score for c in x] for x in a] == [[c.score for c in x] for x in b]
+    saved = json.loads((tmp_path / "copy" / "config.json").read_text())
+    assert CodeFusionConfig.from_dict(saved) == model.config
+
+
+def test_hub_repo_id_loads_through_huggingface_hub_cache(tiny_bash_checkpoint, tmp_path, monkeypatch):
+    """A repo id goes through snapshot_download: here, a cache laid out as the Hub writes it, offline."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--codefusion-bash"
+    shutil.copytree(tiny_bash_checkpoint, repo / "snapshots" / sha, ignore=shutil.ignore_patterns("state", "log.jsonl"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = CodeFusion.from_pretrained("someone/codefusion-bash", cache_dir=str(tmp_path / "hub"), local_files_only=True)
+    assert model.config.language == "bash"
+    with pytest.raises(CodeFusionError, match="could not download"):
+        CodeFusion.from_pretrained("someone/missing", cache_dir=str(tmp_path / "hub"), local_files_only=True)
+
+
+def test_encoder_loads_from_a_hub_snapshot_folder(data_dir, tmp_path):
+    """`--encoder Salesforce/codet5-small` path, exercised on a local folder with the same layout."""
+    from transformers import T5EncoderModel
+
+    from codefusion.model import build_encoder
+    from codefusion.tokenization import train_bpe_tokenizer
+
+    snap = tmp_path / "codet5-like"
+    tok = train_bpe_tokenizer(["find . -name x", "list all files", "ls -la"] * 50, vocab_size=300)
+    enc_cfg = preset("tiny", "bash", vocab_size=len(tok), encoder_width=48, encoder_heads=2)
+    torch.manual_seed(0)
+    encoder = build_encoder(enc_cfg)
+    encoder.save_pretrained(snap)
+    tok.save_pretrained(snap)
+    out = train_tiny(data_dir, tmp_path / "run", "bash", 2, "--encoder", str(snap))
+    model = CodeFusion.from_pretrained(out)
+    assert model.config.encoder_name == str(snap) and model.config.encoder_width == 48
+    assert isinstance(model.memory_proj, torch.nn.Linear)  # 48-wide E_s projected to N's width
+    reference = T5EncoderModel.from_pretrained(snap)
+    # The first layer's attention weights started from the snapshot (2 steps move them only slightly).
+    w0 = reference.encoder.block[0].layer[0].SelfAttention.q.weight
+    w1 = model.encoder.encoder.block[0].layer[0].SelfAttention.q.weight
+    assert (w0 - w1).abs().max() < 0.05
+
+
+# --- training: resume, overfit ---------------------------------------------------------------------
+def losses(log_path) -> list[float]:
+    return [r["total"] for r in map(json.loads, log_path.read_text().splitlines()) if "total" in r]
+
+
+def test_resumed_run_repeats_the_uninterrupted_losses(data_dir, tmp_path):
+    from codefusion.train import main
+
+    full = train_tiny(data_dir, tmp_path / "full", "bash", 16, "--save-every", "4")
+    part = tmp_path / "part"
+
+    base = ["--lang", "bash", "--preset", "tiny", "--data-dir", str(data_dir), "--out", str(part), "--quiet",
+            "--snippet-limit", "500", "--eval-every", "1000", "--save-every", "4"]
+    assert main(base + ["--max-steps", "16", "--stop-after", "8"]) == 0
+    assert json.loads((part / "state" / "trainer_state.json").read_text())["step"] == 8
+    assert main(base + ["--max-steps", "16", "--resume"]) == 0
+    assert losses(part / "log.jsonl") == pytest.approx(losses(full / "log.jsonl"), rel=1e-5)
+
+
+def test_training_refuses_to_clobber_or_resume_nothing(data_dir, tmp_path, capsys):
+    from codefusion.train import main
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    base = ["--lang", "cf", "--preset", "tiny", "--data-dir", str(data_dir), "--quiet"]
+    assert main(base + ["--out", str(tmp_path / "busy")]) == 2
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    assert main(base + ["--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert main(["--lang", "cf", "--preset", "tiny", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "no saved training state" in err and "not a CodeFusion data folder" in err
+
+
+def test_tiny_preset_overfits_twenty_cf_pairs(data_dir, tmp_path):
+    from codefusion.data import load_split
+    from codefusion.sampler import generate, load_model
+
+    rows = [r for r in json.loads((data_dir / "Benchmarks" / "CFRuleBenchmarks.json").read_text())["train"]][:20]
+    small = tmp_path / "data"
+    (small / "Benchmarks").mkdir(parents=True)
+    (small / "Pretraining Data").mkdir()
+    (small / "Benchmarks" / "CFRuleBenchmarks.json").write_text(json.dumps({"train": rows, "test": rows}))
+    (small / "Pretraining Data" / "ConditionalFormattingSnippets.txt").write_text("\n".join(r["Code"] for r in rows))
+    out = train_tiny(small, tmp_path / "run", "cf", 400, "--stage", "finetune", "--batch-size", "20")
+    model = load_model(out)
+    pairs = load_split("cf", "train_full", small)
+    best = generate(model, [p.nl for p in pairs], k=1, steps=10, seed=0)
+    exact = sum(c[0].text == p.code for c, p in zip(best, pairs))
+    assert exact >= 18, [(c[0].text, p.code) for c, p in zip(best, pairs)]
+
+
+# --- sampler ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++", "ddpm"])
+@pytest.mark.parametrize("steps", [1, 7, 20])
+def test_stream_yields_exactly_steps_frames(tiny_bash_checkpoint, sampler, steps):
+    from codefusion.sampler import load_model, stream
+
+    model = load_model(tiny_bash_checkpoint)
+    frames = list(stream(model, "delete all txt files", k=2, steps=steps, sampler=sampler))
+    assert [f.step for f in frames] == list(range(1, steps + 1))
+    assert [f.final for f in frames] == [False] * (steps - 1) + [True]
+    assert frames[0].timestep == 1199 and all(a.timestep > b.timestep for a, b in zip(frames, frames[1:]))
+    for f in frames:
+        assert len(f.candidates) == 2
+        for c in f.candidates:
+            assert len(c.tokens) == len(c.token_ids) == len(c.probs) and all(0 <= p <= 1 for p in c.probs)
+            assert model.config.pad_token_id not in c.token_ids
+    assert frames[-1].elapsed >= frames[0].elapsed > 0
+
+
+def test_generate_ranks_by_score_and_matches_the_stream(tiny_bash_checkpoint):
+    from codefusion.sampler import generate, load_model, stream
+
+    model = load_model(tiny_bash_checkpoint)
+    ranked = generate(model, "show disk usage", k=4, steps=5, seed=3)[0]
+    assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
+    last = list(stream(model, "show disk usage", k=4, steps=5, seed=3))[-1]
+    assert sorted(c.text for c in last.candidates) == sorted(c.text for c in ranked)
+
+
+# --- bad input -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(prompt=""), "prompt is empty"),
+    (dict(prompt="   \n\t"), "prompt is empty"),
+    (dict(k=0), "k .* from 1 to"),
+    (dict(k=-3), "k .* from 1 to"),
+    (dict(k=10**6), "k .* from 1 to"),
+    (dict(k="5"), "k .* from 1 to"),
+    (dict(steps=0), "steps must be"),
+    (dict(steps=1201), "steps must be"),
+    (dict(steps=2.5), "steps must be"),
+    (dict(sampler="euler"), "unknown sampler"),
+])
+def test_sampler_bad_requests_get_clear_errors(tiny_bash_checkpoint, kwargs, message):
+    from codefusion.sampler import generate, load_model
+
+    model = load_model(tiny_bash_checkpoint)
+    args = dict(prompt="list files", k=2, steps=3) | kwargs
+    with pytest.raises(CodeFusionError, match=message):
+        generate(model, args.pop("prompt"), **args)
+
+
+def test_long_prompt_is_truncated_with_a_notice(tiny_bash_checkpoint):
+    from codefusion.sampler import load_model, stream
+
+    model = load_model(tiny_bash_checkpoint)
+    frames = list(stream(model, "find files " * 20000, k=1, steps=2))
+    assert "truncated" in frames[0].notice and len(frames) == 2
+
+
+def test_bad_checkpoints_name_the_file(tiny_bash_checkpoint, tmp_path):
+    def copy(name):
+        dst = tmp_path / name
+        shutil.copytree(tiny_bash_checkpoint, dst, ignore=shutil.ignore_patterns("state"))
+        return dst
+
+    with pytest.raises(CodeFusionError, match="not found"):
+        CodeFusion.from_pretrained(tmp_path / "nothing-here")
+    truncated = copy("truncated")
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CodeFusionError, match="model.safetensors.*truncated or corrupted"):
+        CodeFusion.from_pretrained(truncated)
+    garbage = copy("garbage")
+    (garbage / "model.safetensors").write_bytes(b"\x80\x04pickle-not-safetensors" * 10)
+    with pytest.raises(CodeFusionError, match="not a readable safetensors"):
+        CodeFusion.from_pretrained(garbage)
+    mismatched = copy("mismatched")
+    cfg = json.loads((mismatched / "config.json").read_text())
+    cfg["width"] *= 2
+    (mismatched / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CodeFusionError, match="does not match .*config.json"):
+        CodeFusion.from_pretrained(mismatched)
+    no_tok = copy("no_tokenizer")
+    (no_tok / "tokenizer.json").unlink()
+    with pytest.raises(CodeFusionError, match="no tokenizer.json"):
+        CodeFusion.from_pretrained(no_tok)
+    bad_json = copy("bad_json")
+    (bad_json / "config.json").write_text("{not json")
+    with pytest.raises(CodeFusionError, match="config.json is not a valid config"):
+        CodeFusion.from_pretrained(bad_json)
+    unknown = copy("unknown_field")
+    (unknown / "config.json").write_text(json.dumps(cfg | {"width": cfg["width"] // 2, "flux": 1}))
+    with pytest.raises(CodeFusionError, match="unknown fields"):
+        CodeFusion.from_pretrained(unknown)
+
+
+def test_bad_configs_and_languages():
+    with pytest.raises(CodeFusionError, match="unknown language"):
+        preset("tiny", "cobol")
+    with pytest.raises(CodeFusionError, match="unknown preset"):
+        preset("huge", "cf")
+    with pytest.raises(CodeFusionError, match="divisible"):
+        preset("tiny", "cf", width=65)
+
+
+def test_data_folder_problems(tmp_path, monkeypatch):
+    from codefusion.data import load_benchmark, load_snippets
+
+    monkeypatch.delenv("CODEFUSION_DATA", raising=False)
+    with pytest.raises(CodeFusionError, match="no data folder given"):
+        load_benchmark("cf", "train", None)
+    (tmp_path / "Benchmarks").mkdir()
+    with pytest.raises(CodeFusionError, match="missing benchmark file .*CFRuleBenchmarks.json"):
+        load_benchmark("cf", "train", tmp_path)
+    (tmp_path / "Benchmarks" / "CFRuleBenchmarks.json").write_text("{broken")
+    with pytest.raises(CodeFusionError, match="CFRuleBenchmarks.json is not valid JSON"):
+        load_benchmark("cf", "train", tmp_path)
+    (tmp_path / "Benchmarks" / "BashBenchmarks.json").write_text(json.dumps({"train": {}}))
+    with pytest.raises(CodeFusionError, match="'train' and 'test' lists"):
+        load_benchmark("bash", "train", tmp_path)
+    rows = [{"ID": "1", "NL Utterance": None, "Code": "ls"}, {"ID": "2", "NL Utterance": "list\n", "Code": "ls -l\n"},
+            {"ID": "3", "NL Utterance": "x", "Code": ""}, {"ID": "4"}, "junk"]
+    (tmp_path / "Benchmarks" / "PythonBenchmarks.json").write_text(json.dumps({"train": rows, "test": []}))
+    from codefusion.data import LoadReport
+
+    report = LoadReport()
+    clean = load_benchmark("python", "train", tmp_path, report)
+    assert [(e.nl, e.code) for e in clean] == [("list", "ls -l")]
+    assert report.dropped == {"null or empty utterance": 2, "empty code": 1, "not an object": 1}
+    with pytest.raises(CodeFusionError, match="missing pre-training file"):
+        load_snippets("bash", tmp_path)

@@ -1,0 +1,87 @@
+"""The evaluation CLI: gold and retrieval baselines, a tiny checkpoint, and argument errors."""
+
+import json
+
+import pytest
+
+from codefusion.evaluate import main
+from codefusion.retrieval import TfidfRetriever
+
+
+def evaluate(tmp_path, data_dir, *args):
+    out = tmp_path / "results.json"
+    rc = main(["--data-dir", str(data_dir), "--out", str(out), *args])
+    assert rc == 0
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("lang", ["python", "bash", "cf"])
+def test_gold_scores_100(lang, tmp_path, data_dir, capsys):
+    report = evaluate(tmp_path, data_dir, "--lang", lang, "--baseline", "gold", "--limit", "20")
+    s = report["summary"]
+    assert s["n_tasks"] == 20 and len(report["tasks"]) == 20
+    assert s["top_k"] == {"1": 100.0, "3": 100.0, "5": 100.0}
+    assert s["validity"] == 100.0 and s["edit_distance_top1"] == 0.0
+    if lang == "python":
+        assert s["bleu_top1"] == pytest.approx(100.0) and s["codebertscore_top1"] is None
+    assert report["metric"] and report["config"]["k"] == [1, 3, 5]
+    assert all(t["candidates"][0]["correct"] for t in report["tasks"])
+    table = capsys.readouterr().out
+    assert "| Top-1 | Top-3 | Top-5 |" in table and "| 100.0 | 100.0 | 100.0 |" in table
+
+
+@pytest.mark.parametrize("lang", ["bash", "cf"])
+def test_retrieval_baseline(lang, tmp_path, data_dir):
+    report = evaluate(tmp_path, data_dir, "--lang", lang, "--baseline", "retrieval", "--limit", "20",
+                      "--k", "1", "3", "5", "--batch-size", "7")
+    s = report["summary"]
+    assert s["n_tasks"] == 20
+    assert s["top_k"]["1"] <= s["top_k"]["3"] <= s["top_k"]["5"] < 100.0
+    assert 0 < s["diversity"]["distinct_4"] <= 1 and s["diversity"]["pairwise_ed"] > 0
+    for task in report["tasks"]:
+        texts = [c["text"] for c in task["candidates"]]
+        assert len(texts) == 5 and len(set(texts)) == 5  # the k nearest distinct codes
+    assert "train_full" in report["system"]
+
+
+def test_retriever_finds_the_nearest_utterance():
+    r = TfidfRetriever(["delete all text files", "count lines in a file", "list hidden files"],
+                       ["rm *.txt", "wc -l f", "ls -a"])
+    assert r.search("count the lines of file.txt", 1)[0][0] == "wc -l f"
+    assert [code for code, _ in r.search("list files", 3)] == ["ls -a", "rm *.txt", "wc -l f"]
+
+
+def test_checkpoint(tmp_path, data_dir, tiny_cf_checkpoint):
+    curve = tmp_path / "curve.html"
+    report = evaluate(tmp_path, data_dir, "--lang", "cf", "--checkpoint", str(tiny_cf_checkpoint), "--limit", "5",
+                      "--k", "2", "--steps", "3", "--batch-size", "2", "--curve", str(curve), "--curve-tasks", "2")
+    assert report["summary"]["n_tasks"] == 5 and set(report["summary"]["top_k"]) == {"2"}
+    assert all(len(t["candidates"]) == 2 and t["latency_s"] > 0 for t in report["tasks"])
+    assert report["curve"]["step"] == [1, 2, 3] and len(report["curve"]["to_gold"]) == 3
+    assert report["curve"]["to_final"][-1] == 0.0  # the last step is the final output
+    assert curve.is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lang", "java", "--baseline", "gold"], "unknown language"),
+    (["--lang", "cf", "--baseline", "gold", "--split", "dev"], "unknown split"),
+    (["--lang", "cf", "--baseline", "oracle"], "unknown baseline"),
+    (["--lang", "cf", "--baseline", "gold", "--k", "0"], "--k must be at least 1"),
+    (["--lang", "cf", "--baseline", "gold", "--steps", "0"], "--steps must be at least 1"),
+    (["--lang", "cf", "--baseline", "gold", "--limit", "0"], "--limit must be at least 1"),
+    (["--lang", "cf", "--baseline", "gold", "--curve", "x.html"], "needs --checkpoint"),
+    (["--lang", "bash", "--baseline", "gold", "--codebertscore"], "Python metric"),
+    (["--lang", "cf", "--checkpoint", "/nonexistent/checkpoint"], ""),
+])
+def test_bad_arguments(args, message, tmp_path, data_dir, capsys):
+    rc = main(["--data-dir", str(data_dir), "--out", str(tmp_path / "r.json"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and message in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_missing_data_dir(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CODEFUSION_DATA", raising=False)
+    rc = main(["--lang", "cf", "--baseline", "gold", "--data-dir", str(tmp_path / "nowhere"),
+               "--out", str(tmp_path / "r.json")])
+    assert rc == 2 and "not a CodeFusion data folder" in capsys.readouterr().err
