@@ -62,34 +62,45 @@ class RetrievalSource:
 
 
 class ModelSource:
-    """Candidates from a CodeFusion checkpoint through codefusion.sampler."""
+    """Candidates from a checkpoint: CodeFusion through codefusion.sampler, the AR baseline through its decoding."""
 
     def __init__(self, checkpoint: str, lang: str, steps: int, seed: int, sampler: str,
-                 revision: str | None = None, device: str | None = None):
-        try:
-            from codefusion import sampler as sampler_module
-        except ImportError as e:
-            raise CodeFusionError(f"cannot evaluate a checkpoint: the sampler is not available ({e})") from None
+                 revision: str | None = None, device: str | None = None, decoding: str = "beam", clamp: bool = True):
+        from codefusion import sampler as sampler_module
+
         self.sampler_module = sampler_module
         self.model = sampler_module.load_model(checkpoint, revision=revision, device=device)
         model_lang = getattr(getattr(self.model, "config", None), "language", None)
         if model_lang != lang:
             raise CodeFusionError(f"checkpoint {checkpoint} is a {model_lang!r} model, not {lang!r}: pass --lang {model_lang}")
-        self.steps, self.seed, self.sampler = steps, seed, sampler
+        self.steps, self.seed, self.sampler, self.decoding, self.clamp = steps, seed, sampler, decoding, clamp
+        self.autoregressive = self.model.config.architecture == "autoregressive"
+
+    @property
+    def system(self) -> str:
+        if self.autoregressive:
+            return f"autoregressive T5 baseline ({self.decoding})"
+        return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'})"
 
     def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
-        out = self.sampler_module.generate(self.model, [ex.nl for ex in batch], k=k, steps=self.steps,
-                                           seed=self.seed, sampler=self.sampler)
+        prompts = [ex.nl for ex in batch]
+        if self.autoregressive:
+            out = self.model.generate_candidates(prompts, k=k, decoding=self.decoding, seed=self.seed)
+        else:
+            out = self.sampler_module.generate(self.model, prompts, k=k, steps=self.steps, seed=self.seed,
+                                               sampler=self.sampler, clamp=self.clamp)
         return [[Answer(c.text, float(c.score)) for c in cands] for cands in out]
 
     def curve(self, examples: list[Example], k: int, n_tasks: int) -> dict:
         """Mean token edit distance of each step's x̂0 text to the final output and to the gold code."""
+        if self.autoregressive:
+            raise CodeFusionError("--curve follows denoising steps: the autoregressive baseline has none")
         sample = random.Random(self.seed).sample(examples, min(n_tasks, len(examples)))
         to_final = [[] for _ in range(self.steps)]
         to_gold = [[] for _ in range(self.steps)]
         for ex in sample:
             frames = list(self.sampler_module.stream(self.model, ex.nl, k=k, steps=self.steps, seed=self.seed,
-                                                     sampler=self.sampler))
+                                                     sampler=self.sampler, clamp=self.clamp))
             if not frames:
                 raise CodeFusionError("the sampler's stream() yielded no frames")
             final = frames[-1].candidates
@@ -215,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, nargs="+", default=[1, 3, 5], help="top-k values (default 1 3 5)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
     p.add_argument("--sampler", default="ddim", help="sampler name passed to codefusion.sampler (default ddim)")
+    p.add_argument("--no-clamp", action="store_true",
+                   help="step the scheduler from x̂0 itself (the paper's plain loop) instead of clamped tokens")
+    p.add_argument("--decoding", default="beam", choices=["beam", "sample"],
+                   help="how an autoregressive baseline checkpoint decodes its k candidates (default beam)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
@@ -252,8 +267,9 @@ def run(args) -> dict:
     ks = sorted(set(args.k))
     k = max(ks)
     if args.checkpoint is not None:
-        source = ModelSource(args.checkpoint, args.lang, args.steps, args.seed, args.sampler, args.revision, args.device)
-        system = f"CodeFusion ({args.checkpoint}, {args.sampler}, {args.steps} steps)"
+        source = ModelSource(args.checkpoint, args.lang, args.steps, args.seed, args.sampler, args.revision, args.device,
+                             args.decoding, clamp=not args.no_clamp)
+        system = f"{source.system}: {args.checkpoint}"
     elif args.baseline == "retrieval":
         source = RetrievalSource(args.lang, args.split, data_dir)
         system = f"retrieval baseline (TF-IDF over {source.fit_split})"

@@ -52,6 +52,7 @@ def codefusion_loss(model, code_ids: torch.Tensor, memory: torch.Tensor, memory_
     else:
         denoise = F.mse_loss(x0_hat, x0)
     d_s = model.decode(x0_hat, memory, memory_pad_mask)
-    decoder = F.mse_loss(d_s, x0)
+    # Without D (the ablation) D_s is x̂0 itself, whose error the first term already counts.
+    decoder = F.mse_loss(d_s, x0) if model.decoder is not None else torch.zeros((), device=x0.device)
     ce = F.cross_entropy(model.logits(d_s).flatten(0, 1), code_ids.flatten())
     return LossTerms(total=denoise + decoder + ce, denoise=denoise, decoder=decoder, ce=ce)

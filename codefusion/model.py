@@ -41,14 +41,25 @@ def build_encoder(config: CodeFusionConfig):
 
 class CodeEmbedding(nn.Module):
     """L: a trainable table. Vectors are scaled to unit RMS so they match the noise's scale and cannot
-    shrink towards zero, the trivial way to make a jointly-trained embedding easy to denoise."""
+    shrink towards zero, the trivial way to make a jointly-trained embedding easy to denoise.
 
-    def __init__(self, vocab_size: int, dim: int):
+    With `source` (E's input embedding, as T5 shares one table between its encoder and decoder) the table
+    is a learned projection of E's: a token that appears in a prompt and in its program then has related
+    vectors on both sides, so copying an identifier is one mapping for all tokens, not one per token.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, source: nn.Embedding | None = None):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(vocab_size, dim))
+        self.vocab_size, self.dim = vocab_size, dim
+        if source is None:
+            self.weight = nn.Parameter(torch.randn(vocab_size, dim))
+        else:
+            self.source = [source]  # a list: E owns (and saves) the table
+            self.proj = nn.Linear(source.embedding_dim, dim, bias=False)
 
     def table(self) -> torch.Tensor:
-        return F.normalize(self.weight, dim=-1) * math.sqrt(self.weight.shape[1])
+        raw = self.weight if hasattr(self, "weight") else self.proj(self.source[0].weight)
+        return F.normalize(raw, dim=-1) * math.sqrt(self.dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.table())
@@ -58,6 +69,20 @@ class CodeEmbedding(nn.Module):
         return (x @ self.table().T).argmax(-1)
 
 
+class TiedHead(nn.Module):
+    """H scoring D_s against L's own table (plus a bias and a learned temperature). D is trained to output
+    L(y), so a token's logit needs no separate row: a token seen once in training still gets a sharp one."""
+
+    def __init__(self, embedding: CodeEmbedding):
+        super().__init__()
+        self.embedding = [embedding]  # a list, so L's weight is not registered (or saved) twice
+        self.bias = nn.Parameter(torch.zeros(embedding.vocab_size))
+        self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(embedding.dim)))
+
+    def forward(self, d_s: torch.Tensor) -> torch.Tensor:
+        return (d_s @ self.embedding[0].table().T) * self.log_scale.exp() + self.bias
+
+
 def _stack(config: CodeFusionConfig, n_layers: int) -> nn.ModuleList:
     # Pre-norm blocks of self-attention (no causal mask: every position sees every other),
     # cross-attention to E_s, and a feed-forward layer. PyTorch runs attention through fused SDPA.
@@ -65,6 +90,61 @@ def _stack(config: CodeFusionConfig, n_layers: int) -> nn.ModuleList:
         nn.TransformerDecoderLayer(config.width, config.heads, config.ff, dropout=config.dropout,
                                    activation="gelu", batch_first=True, norm_first=True)
         for _ in range(n_layers))
+
+
+# --- inference path with cached cross-attention K/V ------------------------------------------------
+# E_s is fixed for a whole request, so each layer's cross-attention keys and values are too: the
+# sampler computes them once (`MemoryCache`) instead of at every denoising step. `_cached_layer` is
+# nn.TransformerDecoderLayer's eval forward (pre-norm, no dropout) written out with the stock weights,
+# so checkpoints are unchanged; tests check that both paths agree.
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, L, W) -> (B, heads, L, W / heads), a view."""
+    b, n, w = x.shape
+    return x.view(b, n, n_heads, w // n_heads).transpose(1, 2)
+
+
+def _attend(mha: nn.MultiheadAttention, q, k, v, mask) -> torch.Tensor:
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    b, _, n, _ = out.shape
+    return mha.out_proj(out.transpose(1, 2).reshape(b, n, mha.embed_dim))
+
+
+class MemoryCache:
+    """One stack's cross-attention K/V over E_s, per layer, and the SDPA mask of E_s's padding."""
+
+    def __init__(self, layers: nn.ModuleList, memory: torch.Tensor, memory_pad_mask: torch.Tensor | None = None):
+        self.kv = []
+        for layer in layers:
+            mha = layer.multihead_attn
+            w = mha.embed_dim
+            k, v = F.linear(memory, mha.in_proj_weight[w:], mha.in_proj_bias[w:]).chunk(2, dim=-1)
+            self.kv.append((_heads(k, mha.num_heads), _heads(v, mha.num_heads)))
+        # SDPA's boolean mask is True where attention is allowed; None (no padding) keeps the fused kernel.
+        has_pad = memory_pad_mask is not None and bool(memory_pad_mask.any())
+        self.mask = ~memory_pad_mask[:, None, None, :] if has_pad else None
+
+
+def _cached_layer(layer: nn.TransformerDecoderLayer, h: torch.Tensor, kv, mask) -> torch.Tensor:
+    sa, ca = layer.self_attn, layer.multihead_attn
+    q, k, v = F.linear(layer.norm1(h), sa.in_proj_weight, sa.in_proj_bias).chunk(3, dim=-1)
+    h = h + _attend(sa, _heads(q, sa.num_heads), _heads(k, sa.num_heads), _heads(v, sa.num_heads), None)
+    w = ca.embed_dim
+    q = F.linear(layer.norm2(h), ca.in_proj_weight[:w], ca.in_proj_bias[:w])
+    h = h + _attend(ca, _heads(q, ca.num_heads), *kv, mask)
+    return h + layer.linear2(layer.activation(layer.linear1(layer.norm3(h))))
+
+
+def _run_stack(layers: nn.ModuleList, h, memory, memory_pad_mask, cache: MemoryCache | None) -> torch.Tensor:
+    if cache is None:  # training, and callers without a cache: the stock modules
+        for layer in layers:
+            h = layer(h, memory, memory_key_padding_mask=memory_pad_mask)
+        return h
+    if layers.training:
+        raise CodeFusionError("the cached-K/V path skips dropout: use it in eval mode only")
+    for layer, kv in zip(layers, cache.kv):
+        h = _cached_layer(layer, h, kv, cache.mask)
+    return h
 
 
 class Denoiser(nn.Module):
@@ -81,13 +161,12 @@ class Denoiser(nn.Module):
         self.norm = nn.LayerNorm(w)
         self.out_proj = nn.Linear(w, e)
 
-    def forward(self, x_t, t, memory, memory_pad_mask=None, x0_prev=None):
+    def forward(self, x_t, t, memory, memory_pad_mask=None, x0_prev=None, cache: MemoryCache | None = None):
         if self.self_condition:
             x_t = torch.cat([x_t, torch.zeros_like(x_t) if x0_prev is None else x0_prev], dim=-1)
         temb = self.time_mlp(timestep_embedding(t, self.pos.shape[-1]))
         h = self.in_proj(x_t) + self.pos[:, : x_t.shape[1]] + temb[:, None]
-        for layer in self.layers:
-            h = layer(h, memory, memory_key_padding_mask=memory_pad_mask)
+        h = _run_stack(self.layers, h, memory, memory_pad_mask, cache)
         return self.out_proj(self.norm(h))
 
 
@@ -102,10 +181,9 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(config.width)
         self.out_proj = nn.Linear(config.width, config.embed_dim)
 
-    def forward(self, x0_hat, memory, memory_pad_mask=None):
+    def forward(self, x0_hat, memory, memory_pad_mask=None, cache: MemoryCache | None = None):
         h = self.in_proj(x0_hat) + self.pos[:, : x0_hat.shape[1]]
-        for layer in self.layers:
-            h = layer(h, memory, memory_key_padding_mask=memory_pad_mask)
+        h = _run_stack(self.layers, h, memory, memory_pad_mask, cache)
         return self.out_proj(self.norm(h))
 
 
@@ -117,13 +195,16 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
             config = CodeFusionConfig.from_dict(config)
         self.config = config
         self.encoder = build_encoder(config)                                   # E
-        self.embedding = CodeEmbedding(config.vocab_size, config.embed_dim)    # L
+        self.embedding = CodeEmbedding(config.vocab_size, config.embed_dim,    # L
+                                       self.encoder.get_input_embeddings() if config.share_embedding else None)
         # CodeT5's encoder may be wider than N and D: project E_s once.
         self.memory_proj = (nn.Identity() if config.encoder_width == config.width
                             else nn.Linear(config.encoder_width, config.width))
         self.denoiser = Denoiser(config)                                       # N
-        self.decoder = Decoder(config)                                         # D
-        self.head = nn.Linear(config.embed_dim, config.vocab_size)             # H
+        # D; decoder_layers=0 is the paper's "without decoder" ablation (Diffusion-LM: H reads x̂0 directly).
+        self.decoder = Decoder(config) if config.decoder_layers else None
+        self.head = (TiedHead(self.embedding) if config.tie_head                 # H
+                     else nn.Linear(config.embed_dim, config.vocab_size))
         self.diffusion = GaussianDiffusion(config.diffusion_steps, config.schedule, config.schedule_offset)
         self.tokenizer = None  # attached by from_pretrained / the trainer
 
@@ -132,14 +213,22 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         """E_s (projected to N's width); padded positions are masked later via memory_pad_mask."""
         return self.memory_proj(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
 
-    def denoise(self, x_t, t, memory, memory_pad_mask=None, x0_prev=None):
-        return self.denoiser(x_t, t, memory, memory_pad_mask, x0_prev)
+    def denoise(self, x_t, t, memory, memory_pad_mask=None, x0_prev=None, cache: MemoryCache | None = None):
+        """x̂0; `cache` (from `memory_caches`, eval only) skips recomputing the cross-attention K/V of E_s."""
+        return self.denoiser(x_t, t, memory, memory_pad_mask, x0_prev, cache)
 
-    def decode(self, x0_hat, memory, memory_pad_mask=None):
-        return self.decoder(x0_hat, memory, memory_pad_mask)
+    def decode(self, x0_hat, memory, memory_pad_mask=None, cache: MemoryCache | None = None):
+        if self.decoder is None:
+            return x0_hat
+        return self.decoder(x0_hat, memory, memory_pad_mask, cache)
 
     def logits(self, d_s: torch.Tensor) -> torch.Tensor:
         return self.head(d_s)
+
+    def memory_caches(self, memory, memory_pad_mask=None) -> tuple[MemoryCache, MemoryCache]:
+        """Cross-attention K/V of E_s for N and for D, computed once per request."""
+        return (MemoryCache(self.denoiser.layers, memory, memory_pad_mask),
+                None if self.decoder is None else MemoryCache(self.decoder.layers, memory, memory_pad_mask))
 
     # --- tokenisation helpers --------------------------------------------------------------------
     def tokenize_prompts(self, prompts: list[str], device=None):
@@ -150,7 +239,7 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
     def num_parameters_by_part(self) -> dict[str, int]:
         parts = {"E (encoder)": self.encoder, "L (embedding)": self.embedding, "N (denoiser)": self.denoiser,
                  "D (decoder)": self.decoder, "H (head)": self.head, "E_s projection": self.memory_proj}
-        counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+        counts = {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts
 
@@ -226,7 +315,7 @@ def resolve_checkpoint(model_id: str | os.PathLike, revision: str | None = None,
 
 
 def load_folder(folder: Path, map_location: str = "cpu") -> CodeFusion:
-    """Rebuild the model from config.json, load safetensors weights strictly, attach the tokenizer."""
+    """Rebuild the model (CodeFusion, or the AR baseline if the config says so) from config.json, load safetensors weights strictly, attach the tokenizer."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -243,7 +332,12 @@ def load_folder(folder: Path, map_location: str = "cpu") -> CodeFusion:
         config = CodeFusionConfig.from_dict(json.loads(config_path.read_text()))
     except (json.JSONDecodeError, TypeError) as e:
         raise CodeFusionError(f"{config_path} is not a valid config: {e}") from None
-    model = CodeFusion(config)
+    if config.architecture == "autoregressive":
+        from codefusion.autoregressive import ARBaseline
+
+        model = ARBaseline(config)
+    else:
+        model = CodeFusion(config)
     try:
         state = load_file(str(weights_path), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from codefusion import LANGUAGES
-from codefusion.config import PRESETS, CodeFusionConfig, preset
+from codefusion.config import PRESETS, preset
 from codefusion.data import load_snippets, load_split
 from codefusion.errors import CodeFusionError
 from codefusion.loss import codefusion_loss
@@ -45,9 +45,12 @@ class Recipe:
     snippet_limit: int = 50000
 
 
+# Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
+PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
+
 RECIPES = {
     "tiny": Recipe(batch_size=32, pretrain_steps=60, finetune_steps=140, lr=2e-3, warmup=10, snippet_limit=4000),
-    "small": Recipe(batch_size=32, pretrain_steps=300, finetune_steps=900, lr=1e-3),
+    "small": Recipe(batch_size=32, pretrain_steps=200, finetune_steps=600, lr=1e-3),
     "paper": Recipe(batch_size=64, pretrain_steps=20000, finetune_steps=20000),
 }
 
@@ -154,6 +157,7 @@ def lr_at(step: int, stage_start: int, stage_len: int, recipe: Recipe, lr: float
 
 
 def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, unsup_prob: float = 0.5):
+    """The loss of one batch: CodeFusion's three terms, or the AR baseline's cross-entropy, on the same inputs."""
     prompts = [data.prompts[i] for i in idx]
     code = data.code_ids[idx].to(device)
     ids, attn = model.tokenize_prompts(prompts, device)
@@ -169,6 +173,8 @@ def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, un
     else:
         memory = model.encode(ids, attn)
         pad_mask = attn == 0
+    if model.config.architecture == "autoregressive":
+        return model.loss(code, memory, pad_mask)
     return codefusion_loss(model, code, memory, pad_mask)
 
 
@@ -193,7 +199,9 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
     from codefusion.model import CodeFusion
     from codefusion.tokenization import check_special_ids, load_tokenizer, train_bpe_tokenizer
 
-    overrides = dict(code_len=args.code_len, self_condition=None if args.self_condition is None else args.self_condition == "on")
+    on_off = lambda v: None if v is None else v == "on"  # noqa: E731
+    overrides = dict(code_len=args.code_len, decoder_layers=args.decoder_layers, tie_head=on_off(args.tie_head),
+                     share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition))
     if args.encoder:
         from transformers import T5EncoderModel
 
@@ -208,13 +216,20 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
                         pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id, **overrides)
         model = CodeFusion(config)
         model.encoder.load_state_dict(encoder.state_dict(), strict=False)
+        if args.architecture != "codefusion":
+            raise CodeFusionError("--encoder initialises CodeFusion's E; the AR baseline is built from config only")
     else:
-        base = preset(args.preset, lang, **overrides)
+        base = preset(args.preset, lang, vocab_size=args.vocab_size, **overrides)
         corpus = [e.nl for e in train_pairs] + [e.code for e in train_pairs] + pretrain_texts
         tokenizer = train_bpe_tokenizer(corpus, vocab_size=base.vocab_size)
         config = base.replace(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                              mask_token_id=tokenizer.mask_token_id)
-        model = CodeFusion(config)
+                              mask_token_id=tokenizer.mask_token_id, architecture=args.architecture)
+        if args.architecture == "autoregressive":
+            from codefusion.autoregressive import ARBaseline
+
+            model = ARBaseline(config)
+        else:
+            model = CodeFusion(config)
     check_special_ids(tokenizer)
     model.tokenizer = tokenizer
     return model
@@ -317,7 +332,7 @@ def train(args) -> Path:
         idx = data.batch_indices(step, batch_size, args.seed + (0 if pretrain else 1))
         idx = idx[accelerator.process_index * per_proc:(accelerator.process_index + 1) * per_proc]
         with accelerator.autocast():
-            terms = batch_loss(raw, data, idx, pretrain, device)
+            terms = batch_loss(raw, data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks])
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(terms.total)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -361,7 +376,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--code-len", type=int, default=None)
+    p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary trained offline (default: the preset's)")
+    p.add_argument("--share-embedding", choices=["on", "off"], default=None,
+                   help="L projects E's input embedding (default: the preset's)")
+    p.add_argument("--tie-head", choices=["on", "off"], default=None, help="H scores against L's table (default: the preset's)")
     p.add_argument("--self-condition", choices=["on", "off"], default=None)
+    p.add_argument("--architecture", choices=["codefusion", "autoregressive"], default="codefusion",
+                   help="autoregressive: the same-size T5 baseline, trained on the same data and budget")
+    p.add_argument("--decoder-layers", type=int, default=None,
+                   help="layers of D (default: the preset's); 0 is the paper's no-decoder ablation")
+    p.add_argument("--pretrain-tasks", choices=list(PRETRAIN_TASKS), default="both",
+                   help="pre-training mix: both tasks (the paper), or one of them (ablations)")
     p.add_argument("--snippet-limit", type=int, default=None, help="pre-training snippets to use")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop (and save) at this step while keeping the full run's plan; continue with --resume")
@@ -373,7 +398,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    for name in ("batch_size", "code_len", "eval_every", "save_every", "stop_after"):
+    if args.decoder_layers is not None and args.decoder_layers < 0:
+        p.error(f"--decoder-layers must be 0 or more, got {args.decoder_layers}")
+    for name in ("batch_size", "code_len", "vocab_size", "eval_every", "save_every", "stop_after"):
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {v}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,27 @@ def data_dir() -> Path:
     if not (DATA_DIR / "Benchmarks").is_dir():
         pytest.fail(f"test data not found at {DATA_DIR}: set CODEFUSION_DATA to the CodeFusion data folder")
     return DATA_DIR
+
+
+def make_chatty(src: Path, out: Path) -> Path:
+    """A copy of a tiny checkpoint whose head never picks a special token (pad, bos, eos, unk, mask):
+    every candidate is then a full-length, non-empty program (few-step tiny models mostly predict padding)."""
+    from safetensors.torch import load_file, save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file():
+            shutil.copy(f, out / f.name)
+    state = load_file(str(out / "model.safetensors"))
+    state["head.bias"][:5] = -1e4
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def train_tiny(data_dir: Path, out: Path, lang: str, steps: int = 30, *extra: str) -> Path:

@@ -61,8 +61,9 @@ def test_presets_parameter_counts():
     assert paper["N (denoiser)"] > paper["D (decoder)"]
 
 
-def test_loss_has_three_terms_that_each_train_their_part():
-    model = tiny_model().train()
+@pytest.mark.parametrize("tie_head", [False, True])
+def test_loss_has_three_terms_that_each_train_their_part(tie_head):
+    model = tiny_model(tie_head=tie_head).train()
     code = torch.randint(5, 64, (4, model.config.code_len))
     memory = torch.randn(4, 7, model.config.width)
     torch.manual_seed(1)
@@ -72,7 +73,8 @@ def test_loss_has_three_terms_that_each_train_their_part():
     assert terms.ce.item() == pytest.approx(np.log(64), rel=0.25)
     terms.decoder.backward()
     assert model.decoder.out_proj.weight.grad is not None and model.embedding.weight.grad is not None
-    assert model.head.weight.grad is None  # H learns only from the cross-entropy term
+    # H's own parameters learn only from the cross-entropy term
+    assert all(p.grad is None for p in model.head.parameters())
 
 
 def test_noise_term_eps_form_equals_snr_weighted_x0_error():
@@ -228,10 +230,13 @@ def test_tiny_preset_overfits_twenty_cf_pairs(data_dir, tmp_path):
     (small / "Pretraining Data" / "ConditionalFormattingSnippets.txt").write_text("\n".join(r["Code"] for r in rows))
     out = train_tiny(small, tmp_path / "run", "cf", 400, "--stage", "finetune", "--batch-size", "20")
     model = load_model(out)
-    pairs = load_split("cf", "train_full", small)
+    pairs = load_split("cf", "train", small)   # the 18 the trainer saw (2 are held out for validation)
     best = generate(model, [p.nl for p in pairs], k=1, steps=10, seed=0)
     exact = sum(c[0].text == p.code for c, p in zip(best, pairs))
-    assert exact >= 18, [(c[0].text, p.code) for c, p in zip(best, pairs)]
+    assert exact >= len(pairs) - 1, [(c[0].text, p.code) for c, p in zip(best, pairs)]
+    # without clamping the DDIM path drifts off the embeddings and loses programs the model knows
+    loose = generate(model, [p.nl for p in pairs], k=1, steps=10, seed=0, clamp=False)
+    assert sum(c[0].text == p.code for c, p in zip(loose, pairs)) < exact
 
 
 # --- sampler ---------------------------------------------------------------------------------------

@@ -85,3 +85,23 @@ def test_missing_data_dir(tmp_path, capsys, monkeypatch):
     rc = main(["--lang", "cf", "--baseline", "gold", "--data-dir", str(tmp_path / "nowhere"),
                "--out", str(tmp_path / "r.json")])
     assert rc == 2 and "not a CodeFusion data folder" in capsys.readouterr().err
+
+
+def test_report_table_puts_systems_side_by_side(tmp_path, data_dir, capsys):
+    from codefusion.report import main as report_main
+
+    for name in ("gold", "retrieval"):
+        assert main(["--lang", "cf", "--split", "val", "--data-dir", str(data_dir), "--baseline", name,
+                     "--limit", "12", "--out", str(tmp_path / f"{name}.json")]) == 0
+    capsys.readouterr()
+    files = [str(tmp_path / "gold.json"), str(tmp_path / "retrieval.json")]
+    assert report_main(files + ["--label", f"{files[0]}=Gold"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "System" not in line]
+    assert rows[0].startswith("| Gold | 100.0 | 100.0 | 100.0 |") and rows[1].startswith("| retrieval baseline")
+    assert main(["--lang", "bash", "--split", "val", "--data-dir", str(data_dir), "--baseline", "gold",
+                 "--limit", "3", "--out", str(tmp_path / "bash.json")]) == 0
+    assert report_main(files + [str(tmp_path / "bash.json")]) == 2
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    assert report_main([str(tmp_path / "junk.json")]) == 2
+    assert "not a codefusion.evaluate report" in capsys.readouterr().err

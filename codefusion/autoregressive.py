@@ -1,0 +1,125 @@
+"""The autoregressive baseline of the paper's comparison: a T5 encoder-decoder of CodeFusion's size.
+
+Same tokenizer, same data, same trainer and budget as CodeFusion (`python -m codefusion.train
+--architecture autoregressive ...`): its encoder is E's shape, its decoder has as many layers as N and D
+together, at N's width, and its output layer is tied to its input embedding (T5's own design).
+Pre-training uses the same two tasks: code-aware CPD (masked code in, full code out) and unsupervised
+generation (the encoder's output replaced by Gaussian noise). Decoding: beam search (top-k = the k best
+beams) or sampling (k independent draws), each candidate scored by its mean token log-probability.
+"""
+
+from __future__ import annotations
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from codefusion.config import CodeFusionConfig
+from codefusion.errors import CodeFusionError
+from codefusion.loss import LossTerms
+from codefusion.model import CodeFusion
+from codefusion.sampler import MAX_K, Candidate, prepare_prompts
+
+DECODINGS = ("beam", "sample")
+
+
+def t5_config(config: CodeFusionConfig):
+    from transformers import T5Config
+
+    return T5Config(vocab_size=config.vocab_size, d_model=config.encoder_width,
+                    d_kv=config.encoder_width // config.encoder_heads, d_ff=config.encoder_ff,
+                    num_layers=config.encoder_layers, num_decoder_layers=config.denoiser_layers + config.decoder_layers,
+                    num_heads=config.encoder_heads, dropout_rate=config.dropout, feed_forward_proj="relu",
+                    tie_word_embeddings=True, pad_token_id=config.pad_token_id, eos_token_id=2,
+                    decoder_start_token_id=config.pad_token_id)
+
+
+class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tags=["code-generation", "baseline"]):
+    """T5ForConditionalGeneration behind CodeFusion's checkpoint format (config.json, safetensors, tokenizer)."""
+
+    def __init__(self, config: CodeFusionConfig | dict):
+        super().__init__()
+        from transformers import T5ForConditionalGeneration
+
+        if isinstance(config, dict):
+            config = CodeFusionConfig.from_dict(config)
+        if config.architecture != "autoregressive":
+            raise CodeFusionError(f"ARBaseline needs architecture='autoregressive', got {config.architecture!r}")
+        self.config = config
+        self.t5 = T5ForConditionalGeneration(t5_config(config))
+        self.tokenizer = None
+
+    # the checkpoint format and prompt handling are CodeFusion's
+    tokenize_prompts = CodeFusion.tokenize_prompts
+    _save_pretrained = CodeFusion._save_pretrained
+    save_pretrained = CodeFusion.save_pretrained
+    from_pretrained = CodeFusion.from_pretrained
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.t5.config.eos_token_id
+
+    def num_parameters_by_part(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        shared = count(self.t5.shared)
+        return {"embedding (shared, tied output)": shared, "encoder": count(self.t5.encoder) - shared,
+                "decoder": count(self.t5.decoder) - shared, "total": count(self)}
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.t5.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def labels(self, code_ids: torch.Tensor) -> torch.Tensor:
+        """Code tokens, then </s>, then -100 (ignored): the fixed-length pad-filled rows CodeFusion trains on."""
+        pad = self.config.pad_token_id
+        lengths = (code_ids != pad).sum(1)
+        out = torch.full((code_ids.shape[0], code_ids.shape[1] + 1), -100, dtype=torch.long, device=code_ids.device)
+        for i, n in enumerate(lengths.tolist()):
+            out[i, :n] = code_ids[i, :n]
+            out[i, n] = self.eos_token_id
+        return out
+
+    def loss(self, code_ids: torch.Tensor, memory: torch.Tensor, memory_pad_mask: torch.Tensor | None) -> LossTerms:
+        """Teacher-forced cross-entropy given the encoder's states (or noise, for unsupervised generation)."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        attn = None if memory_pad_mask is None else (~memory_pad_mask).long()
+        ce = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=memory), attention_mask=attn,
+                     labels=self.labels(code_ids)).loss   # mean token cross-entropy, -100 ignored
+        zero = torch.zeros((), device=ce.device)
+        return LossTerms(total=ce, denoise=zero, decoder=zero, ce=ce)
+
+    @torch.inference_mode()
+    def generate_candidates(self, prompts: list[str], k: int = 5, decoding: str = "beam", seed: int = 0,
+                            max_new_tokens: int | None = None) -> list[list[Candidate]]:
+        """k candidates per prompt, best score first."""
+        if decoding not in DECODINGS:
+            raise CodeFusionError(f"unknown decoding {decoding!r}: choose beam or sample")
+        if not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise CodeFusionError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        prompts, _ = prepare_prompts(self, prompts)
+        device = next(self.parameters()).device
+        ids, attn = self.tokenize_prompts(prompts, device)
+        torch.manual_seed(seed)
+        kw = dict(num_beams=k, do_sample=False) if decoding == "beam" else dict(do_sample=True, top_k=0, num_beams=1)
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        # A cache that grows per layer: one sized from the config would count the encoder's layers, not the decoder's.
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        out = self.t5.generate(input_ids=ids, attention_mask=attn, num_return_sequences=k, past_key_values=cache,
+                               max_new_tokens=max_new_tokens or self.config.code_len + 1,
+                               output_scores=True, return_dict_in_generate=True, **kw)
+        steps = self.t5.compute_transition_scores(out.sequences, out.scores, getattr(out, "beam_indices", None),
+                                                  normalize_logits=True)
+        seqs = out.sequences[:, 1:]  # drop the decoder start token
+        cands = []
+        for row, logp in zip(seqs.tolist(), steps):
+            kept = row[: row.index(self.eos_token_id)] if self.eos_token_id in row else row
+            kept = [t for t in kept if t != self.config.pad_token_id]
+            n = min(len(kept) + 1, logp.shape[0])
+            lp = logp[:n].float()
+            lp = lp[torch.isfinite(lp)]
+            cands.append(Candidate(text=self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                                   tokens=[self.tokenizer.decode([t]) for t in kept], token_ids=kept,
+                                   probs=logp[: len(kept)].float().exp().tolist(),
+                                   score=float(lp.mean()) if len(lp) else float("-inf")))
+        return [sorted(cands[i * k:(i + 1) * k], key=lambda c: -c.score) for i in range(len(prompts))]

@@ -1,0 +1,153 @@
+"""The comparison systems of the paper's Table 1 and ablations: the AR baseline, no decoder, one pre-training task,
+and the H/L options (tied head, shared embedding)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from codefusion.config import preset
+from codefusion.errors import CodeFusionError
+from codefusion.loss import codefusion_loss
+from codefusion.model import CodeFusion
+
+from conftest import train_tiny
+
+
+@pytest.fixture(scope="module")
+def tiny_ar(data_dir, tmp_path_factory):
+    return train_tiny(data_dir, tmp_path_factory.mktemp("ar"), "cf", 30, "--architecture", "autoregressive")
+
+
+def test_ar_baseline_is_a_t5_of_codefusions_size():
+    from codefusion.autoregressive import ARBaseline
+
+    for lang in ("cf", "bash"):
+        cf = CodeFusion(preset("small", lang)).num_parameters_by_part()["total"]
+        ar = ARBaseline(preset("small", lang, architecture="autoregressive"))
+        assert ar.t5.config.num_decoder_layers == 6 and ar.t5.config.d_model == 192
+        assert 0.8 < ar.num_parameters_by_part()["total"] / cf < 1.2
+
+
+def test_ar_checkpoint_round_trips_and_decodes_k_ranked_candidates(tiny_ar, data_dir):
+    from codefusion.data import load_split
+    from codefusion.sampler import load_model
+
+    model = load_model(tiny_ar)
+    assert type(model).__name__ == "ARBaseline" and model.tokenizer is not None
+    prompts = [ex.nl for ex in load_split("cf", "val", data_dir)[:3]]
+    for decoding in ("beam", "sample"):
+        out = model.generate_candidates(prompts, k=4, decoding=decoding, seed=0)
+        assert [len(c) for c in out] == [4, 4, 4]
+        for cands in out:
+            scores = [c.score for c in cands]
+            assert scores == sorted(scores, reverse=True)
+            assert all(len(c.token_ids) <= model.config.code_len + 1 for c in cands)
+    beams = [c.text for c in model.generate_candidates(prompts[:1], k=4, decoding="beam")[0]]
+    assert len(set(beams)) > 1, "beam search returns k different hypotheses"
+    again = model.generate_candidates(prompts, k=2, decoding="sample", seed=3)
+    assert [c.text for c in again[0]] == [c.text for c in model.generate_candidates(prompts, k=2, decoding="sample",
+                                                                                      seed=3)[0]]
+    with pytest.raises(CodeFusionError, match="decoding"):
+        model.generate_candidates(prompts, k=2, decoding="greedy")
+
+
+def test_ar_labels_end_with_eos_and_ignore_padding():
+    from codefusion.autoregressive import ARBaseline
+
+    model = ARBaseline(preset("tiny", "cf", vocab_size=64, architecture="autoregressive"))
+    labels = model.labels(torch.tensor([[7, 8, 0, 0], [9, 0, 0, 0]]))
+    assert labels.tolist() == [[7, 8, 2, -100, -100], [9, 2, -100, -100, -100]]
+
+
+def test_ar_checkpoint_cannot_be_streamed_as_a_diffusion_model(tiny_ar):
+    from codefusion.sampler import generate, load_model
+
+    with pytest.raises(CodeFusionError, match="autoregressive"):
+        generate(load_model(tiny_ar), "Color cells above 5", k=1, steps=2)
+
+
+def test_evaluate_cli_scores_the_ar_baseline(tiny_ar, data_dir, tmp_path):
+    from codefusion.evaluate import main
+
+    out = tmp_path / "ar.json"
+    assert main(["--lang", "cf", "--split", "val", "--data-dir", str(data_dir), "--checkpoint", str(tiny_ar),
+                 "--limit", "4", "--decoding", "sample", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["system"].startswith("autoregressive T5 baseline (sample)")
+    assert all(len(t["candidates"]) == 5 for t in report["tasks"])
+    assert main(["--lang", "cf", "--split", "val", "--data-dir", str(data_dir), "--checkpoint", str(tiny_ar),
+                 "--limit", "2", "--curve", str(tmp_path / "c.html"), "--out", str(out)]) == 2
+
+
+def test_no_decoder_ablation_trains_and_samples_like_diffusion_lm(data_dir, tmp_path):
+    from codefusion.sampler import _Run, load_model
+
+    torch.manual_seed(0)
+    model = CodeFusion(preset("tiny", "cf", vocab_size=64, decoder_layers=0))
+    assert model.decoder is None and model.num_parameters_by_part()["D (decoder)"] == 0
+    code = torch.randint(5, 64, (4, model.config.code_len))
+    memory = torch.randn(4, 3, model.config.width)
+    terms = codefusion_loss(model, code, memory, None)
+    assert float(terms.decoder) == 0.0 and float(terms.total) == pytest.approx(float(terms.denoise + terms.ce))
+
+    out = train_tiny(data_dir, tmp_path / "nodec", "cf", 10, "--decoder-layers", "0")
+    trained = load_model(out)
+    assert trained.decoder is None
+    run = _Run(trained, ["Color cells above 5"], 2, 3, 0, "ddim")
+    for _ in run.steps():
+        # without D, H reads x̂0 directly; tied to L, its argmax is (nearly) the nearest embedding: rounding
+        agree = (run.logits.argmax(-1) == trained.embedding.nearest(run.x0_hat)).float().mean()
+        assert agree > 0.9
+    assert len(run.decode(with_rounding=True)) == 2
+
+
+def test_pretraining_task_mix_is_a_flag(data_dir, tmp_path, monkeypatch):
+    from codefusion import train as train_module
+
+    seen = []
+    real = train_module.batch_loss
+
+    def spy(*args, **kw):
+        if len(args) == 6:  # training steps pass the unsupervised-generation share; validation does not
+            seen.append(args[5])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train_module, "batch_loss", spy)
+    train_tiny(data_dir, tmp_path / "cpd_only", "cf", 4, "--pretrain-tasks", "cpd", "--stage", "pretrain")
+    assert seen == [0.0] * 4
+    seen.clear()
+    train_tiny(data_dir, tmp_path / "gen_only", "cf", 4, "--pretrain-tasks", "generation", "--stage", "pretrain")
+    assert seen == [1.0] * 4
+    log = [json.loads(line) for line in (tmp_path / "gen_only" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "start"
+
+
+def test_tied_head_scores_against_the_embedding_table():
+    torch.manual_seed(0)
+    model = CodeFusion(preset("tiny", "cf", vocab_size=64)).eval()
+    assert model.config.tie_head
+    table = model.embedding.table()
+    logits = model.logits(table[None])  # each token's own vector scores highest for that token
+    assert (logits[0].argmax(-1) == torch.arange(64)).all()
+    with torch.no_grad():
+        model.embedding.weight[7] *= -1
+    assert not torch.allclose(model.logits(table[None]), logits), "H follows L: no separate copy of the table"
+    untied = CodeFusion(preset("tiny", "cf", vocab_size=64, tie_head=False))
+    assert isinstance(untied.head, torch.nn.Linear)
+
+
+def test_shared_embedding_projects_the_encoders_table():
+    torch.manual_seed(0)
+    model = CodeFusion(preset("tiny", "cf", vocab_size=64, share_embedding=True)).eval()
+    src = model.encoder.get_input_embeddings().weight
+    assert not hasattr(model.embedding, "weight")
+    expected = torch.nn.functional.normalize(src @ model.embedding.proj.weight.T, dim=-1) * model.config.embed_dim ** 0.5
+    assert torch.allclose(model.embedding.table(), expected)
+    state = model.state_dict()
+    assert "embedding.proj.weight" in state and not any(k.startswith("embedding.source") for k in state)
+    again = CodeFusion(model.config).eval()
+    again.load_state_dict(state)
+    assert torch.allclose(again.embedding.table(), model.embedding.table())
