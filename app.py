@@ -69,6 +69,7 @@ def env_int(name: str, default: int) -> int:
 
 CONCURRENCY = env_int("CODEFUSION_CONCURRENCY", 2)   # generations running at once
 QUEUE_SIZE = env_int("CODEFUSION_QUEUE_SIZE", 64)
+FIRST_LANGUAGE = "cf"     # shown first: the bundled CF model is the one trained to a useful quality on CPU
 BENCHMARK_EXAMPLES = 6    # per language, drawn from the test split when CODEFUSION_DATA is set
 
 try:  # ZeroGPU on Hugging Face Spaces: the `spaces` package lends a GPU to each decorated call
@@ -729,7 +730,8 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber", neutral_hue=
 TORCH_THREADS = configure_torch_threads()
 REGISTRY = ModelRegistry.from_env()
 EXAMPLES = load_examples()
-DEFAULT_LANGUAGE = REGISTRY.warm_default(os.environ.get("CODEFUSION_LANGUAGE")) if REGISTRY.languages else None
+DEFAULT_LANGUAGE = (REGISTRY.warm_default(os.environ.get("CODEFUSION_LANGUAGE") or FIRST_LANGUAGE)
+                    if REGISTRY.languages else None)
 if ZERO_GPU:  # ZeroGPU forks a worker per call: every model must already be loaded in the main process
     for _lang in list(REGISTRY.languages):
         REGISTRY.get(_lang)

@@ -39,7 +39,7 @@ import torch
 
 from codefusion import LANGUAGE_NAMES, metrics
 from codefusion.data import load_split, resolve_data_dir
-from codefusion.errors import CodeFusionError
+from codefusion.errors import CodeFusionError, run_cli
 
 FULL = dict(steps=[5, 10, 20, 50, 200, 1200], k=[1, 5], repeats=5, quality_tasks=50, matmul_n=2048,
             matmul_repeats=10, step_calls=30)
@@ -347,14 +347,11 @@ def _run(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; CodeFusionError becomes `error: ...` and exit code 2."""
     args = build_parser().parse_args(argv)
-    try:
-        report = run(args)
-    except CodeFusionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_markdown(report))
-    print(f"\nwrote {args.out}")
-    return 0
+
+    def body():
+        print(format_markdown(run(args)))
+        print(f"\nwrote {args.out}")
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,14 @@ def summarize_log(log_path: Path) -> dict:
     }
 
 
+def train_command(trained: dict) -> str:
+    """The training command line of a run, from the arguments its trainer saved (seed 0 included)."""
+    skip = ("out", "data_dir", "resume", "quiet", "overwrite")
+    flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {shlex.quote(str(v))}")
+             for k, v in trained.items() if v is not None and v is not False and k not in skip]
+    return "python -m codefusion.train " + " ".join(flags) + " --data-dir DIR --out OUT"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m codefusion.bundle", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="a finished training output folder")
@@ -61,9 +69,7 @@ def main(argv=None) -> int:
     except (CodeFusionError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {shlex.quote(str(v))}")
-             for k, v in trained.items() if v not in (None, False) and k not in ("out", "data_dir", "resume", "quiet")]
-    summary["command"] = args.command or "python -m codefusion.train " + " ".join(flags) + " --data-dir DIR --out OUT"
+    summary["command"] = args.command or train_command(trained)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

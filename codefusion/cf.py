@@ -735,21 +735,19 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from codefusion.data import load_benchmark
-    from codefusion.errors import CodeFusionError
+    from codefusion.errors import run_cli
 
     parser = argparse.ArgumentParser(prog="python -m codefusion.cf", description=main.__doc__)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
-    try:
+
+    def body():
         for split in ("train", "test"):
             cov = coverage(load_benchmark("cf", split, args.data_dir))
             print(f"{split}: {cov.executed}/{cov.total} gold rules execute ({cov.share:.1f}%)")
             for ex_id, rule, reason in cov.failures:
                 print(f"  id {ex_id}: {rule[:70]!r}: {reason}")
-    except CodeFusionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from codefusion import LANGUAGE_NAMES, metrics
 from codefusion.data import Example, check_language, load_split, resolve_data_dir
-from codefusion.errors import CodeFusionError
+from codefusion.errors import CodeFusionError, run_cli
 
 SPLITS = ("test", "val")
 RETRIEVAL_FIT_SPLIT = {"test": "train_full", "val": "train"}
@@ -201,7 +201,7 @@ def save_curve(curve: dict, path: Path, title: str) -> list[str]:
                       yaxis_title="mean normalised token edit distance", yaxis_range=[0, 1])
     path.parent.mkdir(parents=True, exist_ok=True)
     html = path.with_suffix(".html")
-    fig.write_html(html)
+    fig.write_html(html, include_plotlyjs="cdn")  # a small file; plotly.js loads from its CDN when opened
     written = [str(html)]
     try:
         import kaleido  # noqa: F401
@@ -309,14 +309,11 @@ def run(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; CodeFusionError becomes `error: ...` and exit code 2."""
     args = build_parser().parse_args(argv)
-    try:
-        report = run(args)
-    except CodeFusionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(report))
-    print(f"\nwrote {args.out}")
-    return 0
+
+    def body():
+        print(format_table(run(args)))
+        print(f"\nwrote {args.out}")
+    return run_cli(body)
 
 
 if __name__ == "__main__":

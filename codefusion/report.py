@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from codefusion import LANGUAGE_NAMES
-from codefusion.errors import CodeFusionError
+from codefusion.errors import CodeFusionError, run_cli
 from codefusion.evaluate import _fmt
 
 
@@ -54,14 +54,12 @@ def main(argv=None) -> int:
     p.add_argument("reports", nargs="+", help="evaluation JSON files, one row each")
     p.add_argument("--label", action="append", default=[], metavar="FILE=NAME", help="row name for a file")
     args = p.parse_args(argv)
-    try:
-        names = dict(item.split("=", 1) for item in args.label if "=" in item)
+    names = dict(item.split("=", 1) for item in args.label if "=" in item)
+
+    def body():
         reports = [load_report(Path(f)) for f in args.reports]
         print(table(reports, [names.get(f, r["system"]) for f, r in zip(args.reports, reports)]))
-    except CodeFusionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(body)
 
 
 if __name__ == "__main__":

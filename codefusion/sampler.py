@@ -84,7 +84,8 @@ def prepare_prompts(model, prompts: list[str]) -> tuple[list[str], str]:
     """Clean prompts (strip, drop NULs, cap length) and say whether any was truncated."""
     cleaned, notice = [], ""
     for p in prompts:
-        p = p.replace("\x00", "").strip()
+        # NULs out; lone surrogates (possible in JSON from an API caller) become "?", which tokenizers accept
+        p = p.replace("\x00", "").encode("utf-8", "replace").decode("utf-8").strip()
         if len(p) > MAX_PROMPT_CHARS:
             p = p[:MAX_PROMPT_CHARS]
         cleaned.append(p)

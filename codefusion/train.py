@@ -26,7 +26,7 @@ import torch
 from codefusion import LANGUAGES
 from codefusion.config import PRESETS, preset
 from codefusion.data import load_snippets, load_split
-from codefusion.errors import CodeFusionError
+from codefusion.errors import CodeFusionError, run_cli
 from codefusion.loss import codefusion_loss
 from codefusion.pretraining import mask_code, noise_memory
 
@@ -409,13 +409,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        out = train(args)
-    except CodeFusionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"saved checkpoint to {out}")
-    return 0
+    return run_cli(lambda: print(f"saved checkpoint to {train(args)}"))
 
 
 if __name__ == "__main__":

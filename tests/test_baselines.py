@@ -151,3 +151,23 @@ def test_shared_embedding_projects_the_encoders_table():
     again = CodeFusion(model.config).eval()
     again.load_state_dict(state)
     assert torch.allclose(again.embedding.table(), model.embedding.table())
+
+
+def test_bundle_packages_a_finished_run_with_its_command(data_dir, tmp_path, capsys):
+    from codefusion.bundle import main as bundle_main
+    from codefusion.model import CodeFusion as Model
+
+    run = train_tiny(data_dir, tmp_path / "run", "cf", 6, "--seed", "0", "--save-every", "3")
+    assert bundle_main(["--run", str(run), "--out", str(tmp_path / "ckpt")]) == 0
+    files = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "training_summary.json"} <= files
+    assert "state" not in files and "log.jsonl" not in files
+    summary = json.loads((tmp_path / "ckpt" / "training_summary.json").read_text())
+    assert summary["language"] == "cf" and summary["stage_steps"] == {"pretrain": 2, "finetune": 4}
+    assert "--seed 0" in summary["command"] and "--max-steps 6" in summary["command"]
+    assert "--out OUT" in summary["command"] and str(tmp_path) not in summary["command"]
+    assert Model.from_pretrained(tmp_path / "ckpt").config.language == "cf"
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "log.jsonl").write_text('{"event": "start"}\n')
+    assert bundle_main(["--run", str(tmp_path / "unfinished"), "--out", str(tmp_path / "x")]) == 2
+    assert "not the log of a finished run" in capsys.readouterr().err and not (tmp_path / "x").exists()
