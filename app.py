@@ -41,7 +41,7 @@ log = logging.getLogger("codefusion.app")
 ROOT = Path(__file__).resolve().parent
 CHECKPOINT_DIR = ROOT / "checkpoints"
 
-DEFAULT_STEPS = 10        # the bench's pick: fewest steps within 1 point of 1200-step quality (README: Speed)
+DEFAULT_STEPS = 5         # the bench's pick: fewest steps within 1 point of 1200-step quality (README: Speed)
 DEFAULT_K = 3
 MAX_K = 5
 DEFAULT_SEED = 0

@@ -18,7 +18,7 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 from codefusion.loss import LossTerms
 from codefusion.model import CodeFusion
-from codefusion.sampler import MAX_K, Candidate, prepare_prompts
+from codefusion.sampler import MAX_DRAWS, MAX_K, Candidate, prepare_prompts, rank
 
 DECODINGS = ("beam", "sample")
 
@@ -90,12 +90,16 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
 
     @torch.inference_mode()
     def generate_candidates(self, prompts: list[str], k: int = 5, decoding: str = "beam", seed: int = 0,
-                            max_new_tokens: int | None = None) -> list[list[Candidate]]:
-        """k candidates per prompt, best score first."""
+                            max_new_tokens: int | None = None, draws: int | None = None) -> list[list[Candidate]]:
+        """k candidates per prompt, best score first. draws > k (as in codefusion.sampler.generate): beam
+        width or number of samples `draws`, keeping the k best-scoring distinct programs."""
         if decoding not in DECODINGS:
             raise CodeFusionError(f"unknown decoding {decoding!r}: choose beam or sample")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise CodeFusionError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        if draws is not None and (not isinstance(draws, int) or not k <= draws <= MAX_DRAWS):
+            raise CodeFusionError(f"draws must be an integer from k={k} to {MAX_DRAWS}, got {draws!r}")
+        n_keep, distinct, k = k, bool(draws and draws > k), draws or k   # k = sequences decoded per prompt
         prompts, _ = prepare_prompts(self, prompts)
         device = next(self.parameters()).device
         ids, attn = self.tokenize_prompts(prompts, device)
@@ -122,4 +126,4 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                                    tokens=[self.tokenizer.decode([t]) for t in kept], token_ids=kept,
                                    probs=logp[: len(kept)].float().exp().tolist(),
                                    score=float(lp.mean()) if len(lp) else float("-inf")))
-        return [sorted(cands[i * k:(i + 1) * k], key=lambda c: -c.score) for i in range(len(prompts))]
+        return [rank(cands[i * k:(i + 1) * k], n_keep, distinct) for i in range(len(prompts))]

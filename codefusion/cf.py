@@ -50,6 +50,8 @@ from datetime import date, timedelta
 
 MIN_DATA_ROWS = 5  # tables with fewer data rows get probe rows (see the module docstring)
 DEFAULT_RANK = 10  # Excel's default for Top/Bottom without n
+MAX_PROBE_RANK = 100  # probe tables tell Top(n) from Top(m) up to here (gold rules go to 20): they stay small
+MAX_PROBE_NUMBER = 1e15  # larger constants (a generated 1e999 is inf) make no probe values
 MAX_DEPTH = 50  # nesting limit of the parser
 
 COMPARE = ("Equals", "NotEquals", "GreaterThan", "GreaterThanEqual", "LessThan", "LessThanEqual")
@@ -605,17 +607,17 @@ def _probe_values(nodes: list[Rule], rng: random.Random) -> list:
     nums, texts, ranks, dated = {0.0, 1.0, 100.0}, set(), [DEFAULT_RANK], False
     for node in (n for root in nodes for n in _walk(root)):
         for cell in (c for v in (node.subject, *node.values) for c in _literals(v)):
-            if cell.kind == "number":
+            if cell.kind == "number" and abs(cell.num) < MAX_PROBE_NUMBER:  # abs(nan) < x is False
                 nums.add(cell.num)
             elif cell.kind == "text":
                 texts.add(cell.text)
         if node.text:
             texts.add(node.text)
             num = to_cell(node.text).num
-            if num is not None:
+            if num is not None and abs(num) < MAX_PROBE_NUMBER:
                 nums.add(num)
-        if node.op in RANKS and node.n is not None:
-            ranks.append(int(node.n))
+        if node.op in RANKS and node.n is not None and abs(node.n) < MAX_PROBE_NUMBER:
+            ranks.append(min(int(node.n), MAX_PROBE_RANK))
         dated = dated or node.op in MONTHS
     ordered = sorted(nums)
     values = set(ordered)
@@ -625,7 +627,10 @@ def _probe_values(nodes: list[Rule], rng: random.Random) -> list:
     values |= {(a + b) / 2 for a, b in zip(ordered, ordered[1:])}
     lo, hi = ordered[0] - 1 - abs(ordered[0]), ordered[-1] + 1 + abs(ordered[-1])
     values |= {lo, hi}
-    while len(values) < max(40, 2 * max(ranks) + 2):  # enough distinct numbers to tell top-n from top-m
+    need = max(40, 2 * max(ranks) + 2)  # enough distinct numbers to tell top-n from top-m
+    for _ in range(100 * need):  # bounded: a generated rule must never hang the evaluator
+        if len(values) >= need:
+            break
         values.add(round(rng.uniform(lo, hi), 3))
     pool: list = [int(v) if float(v).is_integer() else round(v, 6) for v in sorted(values)]
     for s in sorted(texts):

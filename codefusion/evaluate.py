@@ -65,7 +65,8 @@ class ModelSource:
     """Candidates from a checkpoint: CodeFusion through codefusion.sampler, the AR baseline through its decoding."""
 
     def __init__(self, checkpoint: str, lang: str, steps: int, seed: int, sampler: str,
-                 revision: str | None = None, device: str | None = None, decoding: str = "beam", clamp: bool = True):
+                 revision: str | None = None, device: str | None = None, decoding: str = "beam", clamp: bool = True,
+                 draws: int | None = None):
         from codefusion import sampler as sampler_module
 
         self.sampler_module = sampler_module
@@ -74,21 +75,23 @@ class ModelSource:
         if model_lang != lang:
             raise CodeFusionError(f"checkpoint {checkpoint} is a {model_lang!r} model, not {lang!r}: pass --lang {model_lang}")
         self.steps, self.seed, self.sampler, self.decoding, self.clamp = steps, seed, sampler, decoding, clamp
+        self.draws = draws
         self.autoregressive = self.model.config.architecture == "autoregressive"
 
     @property
     def system(self) -> str:
+        ranked = f", best distinct of {self.draws}" if self.draws else ""
         if self.autoregressive:
-            return f"autoregressive T5 baseline ({self.decoding})"
-        return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'})"
+            return f"autoregressive T5 baseline ({self.decoding}{ranked})"
+        return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'}{ranked})"
 
     def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
         prompts = [ex.nl for ex in batch]
         if self.autoregressive:
-            out = self.model.generate_candidates(prompts, k=k, decoding=self.decoding, seed=self.seed)
+            out = self.model.generate_candidates(prompts, k=k, decoding=self.decoding, seed=self.seed, draws=self.draws)
         else:
             out = self.sampler_module.generate(self.model, prompts, k=k, steps=self.steps, seed=self.seed,
-                                               sampler=self.sampler, clamp=self.clamp)
+                                               sampler=self.sampler, clamp=self.clamp, draws=self.draws)
         return [[Answer(c.text, float(c.score)) for c in cands] for cands in out]
 
     def curve(self, examples: list[Example], k: int, n_tasks: int) -> dict:
@@ -230,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="step the scheduler from x̂0 itself (the paper's plain loop) instead of clamped tokens")
     p.add_argument("--decoding", default="beam", choices=["beam", "sample"],
                    help="how an autoregressive baseline checkpoint decodes its k candidates (default beam)")
+    p.add_argument("--draws", type=int, default=None,
+                   help="sample-and-rank: decode this many candidates per task (noise draws, samples or beams) and "
+                        "keep the k best-scoring distinct programs (default: exactly k, duplicates kept)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
@@ -251,6 +257,10 @@ def _check_args(args) -> None:
                         ("--limit", args.limit), ("--curve-tasks", args.curve_tasks)):
         if value is not None and value < 1:
             raise CodeFusionError(f"{name} must be at least 1, got {value}")
+    if args.draws is not None and args.draws < max(args.k):
+        raise CodeFusionError(f"--draws must be at least the largest --k ({max(args.k)}), got {args.draws}")
+    if args.draws is not None and args.checkpoint is None:
+        raise CodeFusionError("--draws ranks a model's candidates: it needs --checkpoint")
     if args.curve and args.checkpoint is None:
         raise CodeFusionError("--curve follows the denoising steps of a model: it needs --checkpoint")
     if args.codebertscore and args.lang != "python":
@@ -268,7 +278,7 @@ def run(args) -> dict:
     k = max(ks)
     if args.checkpoint is not None:
         source = ModelSource(args.checkpoint, args.lang, args.steps, args.seed, args.sampler, args.revision, args.device,
-                             args.decoding, clamp=not args.no_clamp)
+                             args.decoding, clamp=not args.no_clamp, draws=args.draws)
         system = f"{source.system}: {args.checkpoint}"
     elif args.baseline == "retrieval":
         source = RetrievalSource(args.lang, args.split, data_dir)

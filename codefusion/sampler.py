@@ -23,6 +23,7 @@ from codefusion.diffusion import SAMPLERS, inference_timesteps
 from codefusion.errors import CodeFusionError
 
 MAX_K = 16
+MAX_DRAWS = 64   # noise draws per prompt for sample-and-rank (generate's `draws`)
 MAX_PROMPT_CHARS = 4000  # cap before tokenisation: the encoder only sees max_prompt_len tokens anyway
 
 
@@ -68,9 +69,11 @@ def pick_device(device=None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def check_request(prompts: list[str], k: int, steps: int, sampler: str, T: int) -> None:
+def check_request(prompts: list[str], k: int, steps: int, sampler: str, T: int, draws: int | None = None) -> None:
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise CodeFusionError(f"k (number of candidates) must be an integer from 1 to {MAX_K}, got {k!r}")
+    if draws is not None and (not isinstance(draws, int) or isinstance(draws, bool) or not k <= draws <= MAX_DRAWS):
+        raise CodeFusionError(f"draws (noise draws per prompt) must be an integer from k={k} to {MAX_DRAWS}, got {draws!r}")
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= T:
         raise CodeFusionError(f"steps must be an integer from 1 to {T}, got {steps!r}")
     if sampler not in SAMPLERS:
@@ -98,10 +101,11 @@ def prepare_prompts(model, prompts: list[str]) -> tuple[list[str], str]:
 class _Run:
     """The shared state of one request: encoded prompts, scheduler, x_t and the self-conditioning estimate."""
 
-    def __init__(self, model, prompts, k, steps, seed, sampler, clamp: bool = True):
+    def __init__(self, model, prompts, k, steps, seed, sampler, clamp: bool = True, draws: int | None = None):
         if model.config.architecture != "codefusion":
             raise CodeFusionError("this checkpoint is the autoregressive baseline: it has no denoising steps to sample")
-        check_request(prompts, k, steps, sampler, model.config.diffusion_steps)
+        check_request(prompts, k, steps, sampler, model.config.diffusion_steps, draws)
+        k = draws or k   # one batch row per noise draw
         self.model, self.k = model, k
         device = next(model.parameters()).device
         prompts, self.notice = prepare_prompts(model, prompts)
@@ -174,16 +178,31 @@ def stream(model, prompt: str, k: int = 5, steps: int = 20, seed: int = 0, sampl
                     candidates=run.decode(rounding), final=i == steps, notice=run.notice)
 
 
+def rank(cands: list[Candidate], k: int, distinct: bool) -> list[Candidate]:
+    """Best score first; with `distinct`, each program text once (its best-scored copy), at most k of them."""
+    ranked = sorted(cands, key=lambda c: -c.score)
+    if distinct:
+        first: dict[str, Candidate] = {}
+        for c in ranked:
+            first.setdefault(c.text, c)   # dicts keep insertion order: still best first
+        ranked = list(first.values())
+    return ranked[:k]
+
+
 @torch.inference_mode()
 def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed: int = 0,
-             sampler: str = "ddim", clamp: bool = True) -> list[list[Candidate]]:
-    """k ranked candidates (best score first) for each prompt; all prompts x k draws run as one batch.
-    A single prompt string gives a list holding one list."""
+             sampler: str = "ddim", clamp: bool = True, draws: int | None = None) -> list[list[Candidate]]:
+    """k ranked candidates (best score first) for each prompt; all prompts x draws run as one batch.
+
+    draws=None (or k): k noise draws, k candidates, duplicates kept. draws > k: sample-and-rank,
+    the k best-scoring distinct programs of `draws` noise draws (fewer when fewer are distinct):
+    draws that land on the same program otherwise waste top-k slots. A single prompt string
+    gives a list holding one list."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise CodeFusionError("no prompts given")
-    run = _Run(model, prompts, k, steps, seed, sampler, clamp)
+    run = _Run(model, prompts, k, steps, seed, sampler, clamp, draws)
     for _ in run.steps():
         pass
-    cands = run.decode(with_rounding=False)
-    return [sorted(cands[i * k:(i + 1) * k], key=lambda c: -c.score) for i in range(len(prompts))]
+    cands, n = run.decode(with_rounding=False), run.k
+    return [rank(cands[i * n:(i + 1) * n], k, distinct=n > k) for i in range(len(prompts))]

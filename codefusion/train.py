@@ -205,6 +205,8 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
     if args.encoder:
         from transformers import T5EncoderModel
 
+        if args.architecture != "codefusion":  # before any download
+            raise CodeFusionError("--encoder initialises CodeFusion's E; the AR baseline is built from config only")
         tokenizer = load_tokenizer(args.encoder, args.encoder_revision)
         try:
             encoder = T5EncoderModel.from_pretrained(args.encoder, revision=args.encoder_revision, use_safetensors=True)
@@ -216,8 +218,6 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
                         pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id, **overrides)
         model = CodeFusion(config)
         model.encoder.load_state_dict(encoder.state_dict(), strict=False)
-        if args.architecture != "codefusion":
-            raise CodeFusionError("--encoder initialises CodeFusion's E; the AR baseline is built from config only")
     else:
         base = preset(args.preset, lang, vocab_size=args.vocab_size, **overrides)
         corpus = [e.nl for e in train_pairs] + [e.code for e in train_pairs] + pretrain_texts

@@ -52,6 +52,12 @@ def test_ar_checkpoint_round_trips_and_decodes_k_ranked_candidates(tiny_ar, data
                                                                                       seed=3)[0]]
     with pytest.raises(CodeFusionError, match="decoding"):
         model.generate_candidates(prompts, k=2, decoding="greedy")
+    for decoding in ("beam", "sample"):  # sample-and-rank: k best distinct of 8
+        for cands in model.generate_candidates(prompts, k=3, decoding=decoding, seed=0, draws=8):
+            texts = [c.text for c in cands]
+            assert 1 <= len(texts) <= 3 and len(set(texts)) == len(texts)
+    with pytest.raises(CodeFusionError, match="draws"):
+        model.generate_candidates(prompts, k=3, draws=2)
 
 
 def test_ar_labels_end_with_eos_and_ignore_padding():

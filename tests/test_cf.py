@@ -181,6 +181,25 @@ def test_probe_rows_are_deterministic_and_symmetric():
     assert [r[0] for r in first[1:]] == list(range(len(first) - 1))  # the Index column keeps counting
 
 
+@pytest.mark.parametrize("candidate", ["top(1000000)", "Top(c[1], 99999999999)", "GreaterThan(1e999)",
+                                       "LessThan(-1e999)", "top(1e999)", "Between(nan, 5)",
+                                       "TopPercent(c[1], 1e308)", "bottom(-5)"])
+def test_extreme_generated_constants_neither_hang_nor_raise(candidate):
+    # top(1000000) once made probe_table draw two million distinct numbers (an evaluation that never ended)
+    import signal
+
+    def hung(*_):
+        raise TimeoutError(f"execution_match({candidate!r}) hung")
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        res = execution_match(candidate, "top(10)", HEADER_ONLY)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert res.probed and not res.match and len(probe_table(HEADER_ONLY, [candidate])) < 2000
+
+
 def test_a_real_table_decides_unless_the_gold_formats_nothing():
     # both rules format the same cells of this table: a match, as in the paper
     assert execution_match("GreaterThan(c[1], 800000)", "GreaterThan(c[1], 850000)", SALES).match

@@ -269,6 +269,24 @@ def test_generate_ranks_by_score_and_matches_the_stream(tiny_bash_checkpoint):
     assert sorted(c.text for c in last.candidates) == sorted(c.text for c in ranked)
 
 
+def test_more_draws_give_the_best_distinct_programs(tiny_bash_checkpoint):
+    from codefusion.sampler import generate, load_model, stream
+
+    model = load_model(tiny_bash_checkpoint)
+    prompt = "show disk usage"
+    ranked = generate(model, prompt, k=3, steps=4, seed=1, draws=12)[0]
+    texts = [c.text for c in ranked]
+    assert 1 <= len(ranked) <= 3 and len(set(texts)) == len(texts)
+    # the kept ones are the best-scored distinct texts of the same 12 draws, as the stream shows them
+    last = list(stream(model, prompt, k=12, steps=4, seed=1, rounding=False))[-1].candidates
+    best: dict[str, float] = {}
+    for c in last:
+        best[c.text] = max(best.get(c.text, float("-inf")), c.score)
+    expected = sorted(best, key=lambda t: -best[t])[:3]
+    assert texts == expected
+    assert [c.score for c in ranked] == pytest.approx([best[t] for t in expected], abs=1e-5)
+
+
 # --- bad input -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, message", [
     (dict(prompt=""), "prompt is empty"),
@@ -281,6 +299,8 @@ def test_generate_ranks_by_score_and_matches_the_stream(tiny_bash_checkpoint):
     (dict(steps=1201), "steps must be"),
     (dict(steps=2.5), "steps must be"),
     (dict(sampler="euler"), "unknown sampler"),
+    (dict(k=3, draws=2), "draws .* from k=3"),
+    (dict(draws=10**4), "draws .* from k=2"),
 ])
 def test_sampler_bad_requests_get_clear_errors(tiny_bash_checkpoint, kwargs, message):
     from codefusion.sampler import generate, load_model

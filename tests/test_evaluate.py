@@ -71,6 +71,8 @@ def test_checkpoint(tmp_path, data_dir, tiny_cf_checkpoint):
     (["--lang", "cf", "--baseline", "gold", "--limit", "0"], "--limit must be at least 1"),
     (["--lang", "cf", "--baseline", "gold", "--curve", "x.html"], "needs --checkpoint"),
     (["--lang", "bash", "--baseline", "gold", "--codebertscore"], "Python metric"),
+    (["--lang", "cf", "--baseline", "retrieval", "--draws", "10"], "needs --checkpoint"),
+    (["--lang", "cf", "--checkpoint", "x", "--k", "1", "5", "--draws", "3"], "--draws must be at least"),
     (["--lang", "cf", "--checkpoint", "/nonexistent/checkpoint"], ""),
 ])
 def test_bad_arguments(args, message, tmp_path, data_dir, capsys):
