@@ -18,7 +18,7 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 from codefusion.loss import LossTerms
 from codefusion.model import CodeFusion
-from codefusion.sampler import MAX_DRAWS, MAX_K, Candidate, prepare_prompts, rank
+from codefusion.sampler import MAX_K, Candidate, check_draws, prepare_prompts, rank
 
 DECODINGS = ("beam", "sample")
 
@@ -97,9 +97,8 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
             raise CodeFusionError(f"unknown decoding {decoding!r}: choose beam or sample")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise CodeFusionError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
-        if draws is not None and (not isinstance(draws, int) or not k <= draws <= MAX_DRAWS):
-            raise CodeFusionError(f"draws must be an integer from k={k} to {MAX_DRAWS}, got {draws!r}")
-        n_keep, distinct, k = k, bool(draws and draws > k), draws or k   # k = sequences decoded per prompt
+        check_draws(k, draws)
+        n_keep, k = k, draws or k   # k = sequences decoded per prompt
         prompts, _ = prepare_prompts(self, prompts)
         device = next(self.parameters()).device
         ids, attn = self.tokenize_prompts(prompts, device)
@@ -126,4 +125,4 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                                    tokens=[self.tokenizer.decode([t]) for t in kept], token_ids=kept,
                                    probs=logp[: len(kept)].float().exp().tolist(),
                                    score=float(lp.mean()) if len(lp) else float("-inf")))
-        return [rank(cands[i * k:(i + 1) * k], n_keep, distinct) for i in range(len(prompts))]
+        return [rank(cands[i * k:(i + 1) * k], n_keep) for i in range(len(prompts))]

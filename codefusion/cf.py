@@ -602,21 +602,26 @@ def _literals(expr):
         yield from _literals(expr.arg)
 
 
+def _probe_number(x) -> bool:
+    """A constant that may seed probe values: finite and not huge (abs(nan) < x is False)."""
+    return x is not None and abs(x) < MAX_PROBE_NUMBER
+
+
 def _probe_values(nodes: list[Rule], rng: random.Random) -> list:
     """Mixed-type values that separate rules built from these nodes' constants."""
     nums, texts, ranks, dated = {0.0, 1.0, 100.0}, set(), [DEFAULT_RANK], False
     for node in (n for root in nodes for n in _walk(root)):
         for cell in (c for v in (node.subject, *node.values) for c in _literals(v)):
-            if cell.kind == "number" and abs(cell.num) < MAX_PROBE_NUMBER:  # abs(nan) < x is False
+            if cell.kind == "number" and _probe_number(cell.num):
                 nums.add(cell.num)
             elif cell.kind == "text":
                 texts.add(cell.text)
         if node.text:
             texts.add(node.text)
             num = to_cell(node.text).num
-            if num is not None and abs(num) < MAX_PROBE_NUMBER:
+            if _probe_number(num):
                 nums.add(num)
-        if node.op in RANKS and node.n is not None and abs(node.n) < MAX_PROBE_NUMBER:
+        if node.op in RANKS and _probe_number(node.n):
             ranks.append(min(int(node.n), MAX_PROBE_RANK))
         dated = dated or node.op in MONTHS
     ordered = sorted(nums)

@@ -69,11 +69,17 @@ def pick_device(device=None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def check_draws(k: int, draws: int | None) -> None:
+    """Sample-and-rank's bound, shared by the sampler and the AR baseline: None, or k <= draws <= MAX_DRAWS."""
+    if draws is not None and (not isinstance(draws, int) or isinstance(draws, bool) or not k <= draws <= MAX_DRAWS):
+        raise CodeFusionError(f"draws (candidates decoded per prompt) must be an integer from k={k} to {MAX_DRAWS}, "
+                              f"got {draws!r}")
+
+
 def check_request(prompts: list[str], k: int, steps: int, sampler: str, T: int, draws: int | None = None) -> None:
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise CodeFusionError(f"k (number of candidates) must be an integer from 1 to {MAX_K}, got {k!r}")
-    if draws is not None and (not isinstance(draws, int) or isinstance(draws, bool) or not k <= draws <= MAX_DRAWS):
-        raise CodeFusionError(f"draws (noise draws per prompt) must be an integer from k={k} to {MAX_DRAWS}, got {draws!r}")
+    check_draws(k, draws)
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= T:
         raise CodeFusionError(f"steps must be an integer from 1 to {T}, got {steps!r}")
     if sampler not in SAMPLERS:
@@ -178,10 +184,11 @@ def stream(model, prompt: str, k: int = 5, steps: int = 20, seed: int = 0, sampl
                     candidates=run.decode(rounding), final=i == steps, notice=run.notice)
 
 
-def rank(cands: list[Candidate], k: int, distinct: bool) -> list[Candidate]:
-    """Best score first; with `distinct`, each program text once (its best-scored copy), at most k of them."""
+def rank(cands: list[Candidate], k: int) -> list[Candidate]:
+    """Best score first. With more than k candidates (sample-and-rank), each program text once (its best-scored
+    copy), at most k of them; with exactly k, all of them, duplicates kept."""
     ranked = sorted(cands, key=lambda c: -c.score)
-    if distinct:
+    if len(cands) > k:
         first: dict[str, Candidate] = {}
         for c in ranked:
             first.setdefault(c.text, c)   # dicts keep insertion order: still best first
@@ -205,4 +212,4 @@ def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed:
     for _ in run.steps():
         pass
     cands, n = run.decode(with_rounding=False), run.k
-    return [rank(cands[i * n:(i + 1) * n], k, distinct=n > k) for i in range(len(prompts))]
+    return [rank(cands[i * n:(i + 1) * n], k) for i in range(len(prompts))]
