@@ -107,3 +107,34 @@ def test_report_table_puts_systems_side_by_side(tmp_path, data_dir, capsys):
     (tmp_path / "junk.json").write_text("[1, 2]")
     assert report_main([str(tmp_path / "junk.json")]) == 2
     assert "not a codefusion.evaluate report" in capsys.readouterr().err
+
+
+# --- the prompt-reliance probe -----------------------------------------------------------------------
+def test_probe_shows_the_bundled_cf_model_reads_its_prompt(tmp_path, data_dir, capsys):
+    from pathlib import Path
+
+    from codefusion.probe import main as probe
+
+    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "cf"
+    out = tmp_path / "probe.json"
+    args = ["--checkpoint", str(ckpt), "--lang", "cf", "--data-dir", str(data_dir), "--timesteps", "300", "1199"]
+    assert probe([*args, "--out", str(out)]) == 0
+    rows = {r["t"]: r for r in json.loads(out.read_text())["rows"]}
+    # measured 83.0 / 71.1 at t=300 and 46.9 / 13.9 at t=1199 (own prompt / shuffled prompts)
+    assert rows[300]["prompt"] > rows[1199]["prompt"]              # less noise, more read from x_t
+    assert rows[1199]["prompt"] > rows[1199]["shuffled"] + 20      # at pure noise the prompt is the answer
+    assert "| 1199 |" in capsys.readouterr().out
+    assert probe([*args, "--out", str(tmp_path / "again.json")]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["rows"] == json.loads(out.read_text())["rows"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lang", "bash"], "is a cf checkpoint, not bash"),
+    (["--lang", "cf", "--timesteps", "1200"], "timesteps must be in 0..1199"),
+    (["--lang", "cf", "--limit", "1"], "--limit must be at least 2"),
+])
+def test_probe_bad_arguments(extra, message, data_dir, tiny_cf_checkpoint, capsys):
+    from codefusion.probe import main as probe
+
+    assert probe(["--checkpoint", str(tiny_cf_checkpoint), "--data-dir", str(data_dir), *extra]) == 2
+    assert message in capsys.readouterr().err
