@@ -43,20 +43,23 @@ def token_accuracy(model, prompts: list[str], codes: list[str], timesteps=DEFAUL
     order = torch.randperm(len(prompts), generator=gen)
     order = torch.where(order == torch.arange(len(prompts)), order.roll(1), order)  # nobody keeps their own
     shuffled = [prompts[i] for i in order.tolist()]
+    starts = range(0, len(prompts), batch_size)
+    # E_s does not depend on t: encode each batch's own and shuffled prompts once, not once per timestep.
+    encoded = {name: [_encode(model, texts[s:s + batch_size]) for s in starts]
+               for name, texts in (("prompt", prompts), ("shuffled", shuffled))}
     rows = []
     for t in timesteps:
         hits = {"prompt": 0, "shuffled": 0}
         total = 0
-        for start in range(0, len(prompts), batch_size):
+        for b, start in enumerate(starts):
             ids = code_ids[start:start + batch_size]
             x0 = model.embedding(ids)
             tt = torch.full((ids.shape[0],), t, dtype=torch.long)
             x_t = model.diffusion.q_sample(x0, tt, torch.randn(x0.shape, generator=gen))
             content = ids != model.config.pad_token_id
             total += int(content.sum())
-            for name, texts in (("prompt", prompts), ("shuffled", shuffled)):
-                p_ids, attn = model.tokenize_prompts(texts[start:start + batch_size])
-                memory, pad = model.encode(p_ids, attn), attn == 0
+            for name, batches in encoded.items():
+                memory, pad = batches[b]
                 x0_hat = model.denoise(x_t, tt, memory, pad)
                 x0_hat = model.denoise(x_t, tt, memory, pad, x0_hat)
                 pred = model.logits(model.decode(x0_hat, memory, pad)).argmax(-1)
@@ -64,6 +67,12 @@ def token_accuracy(model, prompts: list[str], codes: list[str], timesteps=DEFAUL
         rows.append({"t": t, "prompt": 100 * hits["prompt"] / max(total, 1),
                      "shuffled": 100 * hits["shuffled"] / max(total, 1), "tokens": total})
     return rows
+
+
+def _encode(model, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """E_s and its padding mask for a batch of prompts."""
+    ids, attn = model.tokenize_prompts(texts)
+    return model.encode(ids, attn), attn == 0
 
 
 def main(argv=None) -> int:
