@@ -225,10 +225,29 @@ def _emit(node, out: list[str]) -> None:
             _emit(part, out)
 
 
+def _bashlex():
+    """bashlex, with a guard on its `${` expansion: on a word such as `'"${x'` (a `${` with no `}` inside
+    quotes, which models do generate) bashlex 0.18 rewinds to the word's start and loops forever, which
+    would hang the evaluator and a demo worker. The guard turns "no progress" into a parsing error."""
+    import bashlex
+    from bashlex import subst
+
+    expand = subst._paramexpand
+    if not getattr(expand, "_codefusion_guard", False):
+        def guarded(parserobj, string, sindex):
+            node, end = expand(parserobj, string, sindex)
+            if end <= sindex:
+                raise bashlex.errors.ParsingError("unterminated ${ expansion", string, sindex)
+            return node, end
+
+        guarded._codefusion_guard = True
+        subst._paramexpand = guarded
+    return bashlex
+
+
 def bash_template(command: str) -> str | None:
     """The NL2Bash-style template from bashlex's parse, or None when bashlex cannot parse it."""
-    import bashlex
-
+    bashlex = _bashlex()
     try:
         trees = bashlex.parse(command)
     except Exception:  # bashlex raises many types (ParsingError, NotImplementedError, IndexError...)

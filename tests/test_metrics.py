@@ -1,5 +1,10 @@
 """Per-language correctness and validity, diversity, edit distance, top-k."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from codefusion import metrics
@@ -40,6 +45,26 @@ def test_bash_validity_and_fallback():
     assert metrics.bash_match(broken, broken)  # gold bashlex cannot parse still matches itself
     assert metrics.bash_fallback_template("grep -l foo <file> | wc -l") == "grep -l ARG < ARG > | wc -l"
     assert not metrics.bash_match("grep -l foo <file> | wc -l", "grep -c foo <file> | wc -l")
+
+
+# Words with a `${` and no `}` inside quotes (seen in sampled Bash candidates) sent bashlex 0.18 into an endless loop.
+BASHLEX_LOOPS = [
+    "echo a' b \"${L'",
+    "cut -d' ${' -f1 file2 | comm -13 - file1",
+    "find /tmp/tmp -maxdepth 0 -mtime -1 -printf ''\\{}' 2> /tmp/*' root' | cut -f1* \"${LO+Vh'",
+]
+
+
+def test_bash_metrics_terminate_on_commands_that_loop_bashlex():
+    # In a child process, so a regression fails the test instead of hanging the suite.
+    code = ("import json, sys; from codefusion import metrics; cmds = json.loads(sys.argv[1]); "
+            "print(json.dumps([[metrics.bash_valid(c), metrics.bash_match(c, c), metrics.bash_match(c, 'cut -f1 x')] "
+            "for c in cmds]))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(BASHLEX_LOOPS)], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[1], check=True).stdout
+    # Not valid (bashlex rejects them); each still matches itself through the token-level template.
+    assert json.loads(out) == [[False, True, False]] * len(BASHLEX_LOOPS)
+    assert metrics.bash_valid("echo ${HOME} \"$x\"")  # well-formed expansions still parse
 
 
 def test_python_exact_match_after_ast_normalisation():
