@@ -23,6 +23,7 @@ import itertools
 import os
 import re
 import sys
+import warnings
 
 from rapidfuzz.distance import Levenshtein
 
@@ -73,21 +74,27 @@ def diversity(candidates: list[str]) -> dict | None:
 
 # ----------------------------------------------------------------------------- python
 
+def _python_ast(code: str) -> ast.Module | None:
+    """The parse tree, or None when `code` does not parse. Compiler warnings (invalid escapes and
+    decimal literals in generated code) are silenced, and so are the errors a pathological input raises
+    (MemoryError for very deep nesting) instead of SyntaxError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return ast.parse(code)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            return None
+
+
 def python_valid(code: str) -> bool:
     """Whether `code` parses as Python 3 (it is never run)."""
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return True
+    return _python_ast(code) is not None
 
 
 def python_normalise(code: str) -> str:
     """The AST dump when the code parses, else its tokens joined by spaces."""
-    try:
-        return ast.dump(ast.parse(code))
-    except (SyntaxError, ValueError):
-        return " ".join(code_tokens(code))
+    tree = _python_ast(code)
+    return ast.dump(tree) if tree is not None else " ".join(code_tokens(code))
 
 
 def python_match(candidate: str, gold: str) -> bool:

@@ -77,6 +77,13 @@ def test_python_exact_match_after_ast_normalisation():
     assert metrics.python_valid("") and not metrics.is_valid("python", " ")  # an empty answer is not valid
 
 
+def test_python_metric_quiet_and_safe_on_pathological_code(recwarn):
+    assert not metrics.python_valid("x = 1_") and not metrics.python_valid("-" * 200000 + "1")  # SyntaxError, MemoryError
+    assert metrics.python_match("-" * 200000 + "1", "-" * 200000 + "1")  # compared by tokens, no crash
+    assert metrics.python_valid("s = '\\d'") and metrics.python_valid("x = 1if y else 2")
+    assert not recwarn.list  # the compiler's invalid-escape and invalid-literal warnings are not printed
+
+
 def test_bleu_and_codebertscore(capsys):
     refs = ["x = sorted(y, key=len)", "os.remove(path)"]
     assert metrics.bleu(refs, refs) == pytest.approx(100.0)
