@@ -236,6 +236,11 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                              return_tensors="pt")
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
+    def encode_prompts(self, prompts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_s for a batch of prompts and its padding mask (True at padded positions)."""
+        ids, attn = self.tokenize_prompts(prompts, device)
+        return self.encode(ids, attn), attn == 0
+
     def num_parameters_by_part(self) -> dict[str, int]:
         parts = {"E (encoder)": self.encoder, "L (embedding)": self.embedding, "N (denoiser)": self.denoiser,
                  "D (decoder)": self.decoder, "H (head)": self.head, "E_s projection": self.memory_proj}

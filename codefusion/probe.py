@@ -45,7 +45,7 @@ def token_accuracy(model, prompts: list[str], codes: list[str], timesteps=DEFAUL
     shuffled = [prompts[i] for i in order.tolist()]
     starts = range(0, len(prompts), batch_size)
     # E_s does not depend on t: encode each batch's own and shuffled prompts once, not once per timestep.
-    encoded = {name: [_encode(model, texts[s:s + batch_size]) for s in starts]
+    encoded = {name: [model.encode_prompts(texts[s:s + batch_size]) for s in starts]
                for name, texts in (("prompt", prompts), ("shuffled", shuffled))}
     rows = []
     for t in timesteps:
@@ -67,12 +67,6 @@ def token_accuracy(model, prompts: list[str], codes: list[str], timesteps=DEFAUL
         rows.append({"t": t, "prompt": 100 * hits["prompt"] / max(total, 1),
                      "shuffled": 100 * hits["shuffled"] / max(total, 1), "tokens": total})
     return rows
-
-
-def _encode(model, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """E_s and its padding mask for a batch of prompts."""
-    ids, attn = model.tokenize_prompts(texts)
-    return model.encode(ids, attn), attn == 0
 
 
 def main(argv=None) -> int:

@@ -115,10 +115,9 @@ class _Run:
         self.model, self.k = model, k
         device = next(model.parameters()).device
         prompts, self.notice = prepare_prompts(model, prompts)
-        ids, attn = model.tokenize_prompts(prompts, device)
-        memory = model.encode(ids, attn)                                     # E runs once per request
+        memory, pad_mask = model.encode_prompts(prompts, device)             # E runs once per request
         self.memory = memory.repeat_interleave(k, dim=0)                     # k candidates as one batch
-        self.pad_mask = (attn == 0).repeat_interleave(k, dim=0)
+        self.pad_mask = pad_mask.repeat_interleave(k, dim=0)
         self.n_cache, self.d_cache = model.memory_caches(self.memory, self.pad_mask)  # cross-attention K/V, once
         self.scheduler = model.diffusion.make_scheduler(sampler, steps)
         self.timesteps = inference_timesteps(self.scheduler, steps)

@@ -160,19 +160,16 @@ def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, un
     """The loss of one batch: CodeFusion's three terms, or the AR baseline's cross-entropy, on the same inputs."""
     prompts = [data.prompts[i] for i in idx]
     code = data.code_ids[idx].to(device)
-    ids, attn = model.tokenize_prompts(prompts, device)
     if pretrain:
         # Encoder frozen in pre-training (code only: N, D and L learn).
         with torch.no_grad():
-            memory = model.encode(ids, attn)
-        pad_mask = attn == 0
+            memory, pad_mask = model.encode_prompts(prompts, device)
         unsup = torch.rand(len(idx), device=device) < unsup_prob
         noise, _ = noise_memory(len(idx), memory.shape[1], memory.shape[2], device)
         memory = torch.where(unsup[:, None, None], noise, memory)      # unsupervised generation rows
         pad_mask = pad_mask & ~unsup[:, None]
     else:
-        memory = model.encode(ids, attn)
-        pad_mask = attn == 0
+        memory, pad_mask = model.encode_prompts(prompts, device)
     if model.config.architecture == "autoregressive":
         return model.loss(code, memory, pad_mask)
     return codefusion_loss(model, code, memory, pad_mask)
