@@ -19,6 +19,7 @@ Nothing is ever executed as Python or shell: Python and Bash are only parsed.
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import os
 import re
@@ -232,23 +233,23 @@ def _emit(node, out: list[str]) -> None:
             _emit(part, out)
 
 
+@functools.cache
 def _bashlex():
-    """bashlex, with a guard on its `${` expansion: on a word such as `'"${x'` (a `${` with no `}` inside
-    quotes, which models do generate) bashlex 0.18 rewinds to the word's start and loops forever, which
-    would hang the evaluator and a demo worker. The guard turns "no progress" into a parsing error."""
+    """bashlex, with a guard on its `${` expansion, installed once: on a word such as `'"${x'` (a `${` with no
+    `}` inside quotes, which models do generate) bashlex 0.18 rewinds to the word's start and loops forever,
+    which would hang the evaluator and a demo worker. The guard turns "no progress" into a parsing error."""
     import bashlex
     from bashlex import subst
 
     expand = subst._paramexpand
-    if not getattr(expand, "_codefusion_guard", False):
-        def guarded(parserobj, string, sindex):
-            node, end = expand(parserobj, string, sindex)
-            if end <= sindex:
-                raise bashlex.errors.ParsingError("unterminated ${ expansion", string, sindex)
-            return node, end
 
-        guarded._codefusion_guard = True
-        subst._paramexpand = guarded
+    def guarded(parserobj, string, sindex):
+        node, end = expand(parserobj, string, sindex)
+        if end <= sindex:
+            raise bashlex.errors.ParsingError("unterminated ${ expansion", string, sindex)
+        return node, end
+
+    subst._paramexpand = guarded
     return bashlex
 
 
