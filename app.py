@@ -150,6 +150,7 @@ class ModelRegistry:
         self.problems = list(problems or [])
         self.device = device
         self._models: dict = {}
+        self._quality: dict[str, str | None] = {}
         self._locks = {lang: threading.Lock() for lang in LANGUAGES}
 
     @classmethod
@@ -193,6 +194,7 @@ class ModelRegistry:
                 if model.config.language != lang:
                     raise CodeFusionError(f"{src.origin} holds a {model.config.language} model, not a {lang} one")
                 self._models[lang] = model
+                self._quality[lang] = measured_quality(src, lang)
                 log.info("loaded %s model from %s in %.1f s", lang, src.origin, time.perf_counter() - t0)
             return self._models[lang]
 
@@ -227,8 +229,48 @@ class ModelRegistry:
         short = {"E (encoder)": "E", "L (embedding)": "L", "N (denoiser)": "N", "D (decoder)": "D", "H (head)": "H"}
         counts = " · ".join(f"{v} {_millions(parts[k])}" for k, v in short.items())
         rev = f"@{src.revision[:10]}" if src.revision else ""
+        quality = self._quality.get(lang)
         return (f"**{LANGUAGE_NAMES[lang]}** model from `{_short(src.origin)}{rev}` · {_millions(parts['total'])} parameters "
-                f"({counts}) · {model.config.code_len} code tokens · T = {model.config.diffusion_steps} · {device.type}")
+                f"({counts}) · {model.config.code_len} code tokens · T = {model.config.diffusion_steps} · {device.type}"
+                + (f"\n{quality}" if quality else ""))
+
+
+EVAL_REPORT = "eval_test.json"   # what `python -m codefusion.evaluate --split test --out` wrote, bundled with the weights
+
+
+def measured_quality(src: ModelSource, lang: str) -> str | None:
+    """One line on how good the checkpoint measured on the test split, from the evaluation report bundled with it,
+    so that nobody mistakes the Bash and Python models' token soup for the demo misbehaving. None without a
+    readable report (a checkpoint need not carry one; a bad one must not stop the model from loading)."""
+    folder = Path(src.ref).expanduser()
+    if folder.is_dir():
+        path = folder / EVAL_REPORT
+    else:  # a Hub repo: its snapshot (JSON files included) was downloaded when the model loaded
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(src.ref, EVAL_REPORT, revision=src.revision)
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        summary, config = report["summary"], report.get("config", {})
+        if report.get("lang") != lang or report.get("split") != "test":
+            return None
+        top = summary["top_k"]
+        ks = sorted(int(k) for k in top)
+        scores = " / ".join(f"{top[str(k)]:.1f}" for k in ks)
+        tasks = f"first {summary['n_tasks']}" if config.get("limit") else f"{summary['n_tasks']}"
+        line = (f"Measured on the test split ({tasks} tasks, {config.get('steps', '?')} steps): "
+                f"top-{'/'.join(map(str, ks))} {report['metric_short']} {scores}%")
+        if summary.get("validity") is not None:
+            line += f" · top-1 valid {summary['validity']:.0f}%"
+        return line
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        log.warning("%s: unreadable %s (%s)", src.origin, EVAL_REPORT, e)
+        return None
 
 
 def _short(origin: str, keep: int = 2) -> str:
@@ -586,7 +628,8 @@ def _md_to_html(text: str) -> str:
 
     text = view.esc(text)
     text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"&#96;(.+?)&#96;", r"<code>\1</code>", text)
+    text = re.sub(r"&#96;(.+?)&#96;", r"<code>\1</code>", text)
+    return text.replace("\n", "<br>")
 
 
 # ============================================================================ page

@@ -231,6 +231,46 @@ def test_broken_checkpoint_is_a_message(app, tmp_path, monkeypatch):
     assert len(outs) == 1 and "model.safetensors" in outs[0][1]
 
 
+def test_model_line_quotes_the_bundled_test_scores(app, tiny_cf_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    ckpt = tmp_path / "cf"
+    shutil.copytree(tiny_cf_checkpoint, ckpt)
+    report = {"lang": "cf", "split": "test", "metric_short": "execution match", "config": {"steps": 20, "limit": None},
+              "summary": {"n_tasks": 177, "top_k": {"1": 15.254, "3": 17.51, "5": 19.77}, "validity": 73.4}}
+    (ckpt / app.EVAL_REPORT).write_text(json.dumps(report))
+    registry = app.ModelRegistry({"cf": app.ModelSource("cf", str(ckpt), None, "test")})
+    registry.get("cf")
+    assert registry.describe("cf").endswith("\nMeasured on the test split (177 tasks, 20 steps): "
+                                            "top-1/3/5 execution match 15.3 / 17.5 / 19.8% · top-1 valid 73%")
+    for broken in ("{not json", json.dumps({**report, "lang": "bash"}), json.dumps({**report, "summary": {}})):
+        (ckpt / app.EVAL_REPORT).write_text(broken)   # unreadable or not this model's: no line, the model still loads
+        registry = app.ModelRegistry({"cf": app.ModelSource("cf", str(ckpt), None, "test")})
+        registry.get("cf")
+        assert "Measured" not in registry.describe("cf") and "parameters" in registry.describe("cf")
+    assert app.measured_quality(app.ModelSource("cf", "nobody/not-downloaded", None, "test"), "cf") is None
+
+
+def test_model_line_of_a_hub_checkpoint_reads_the_downloaded_report(app, tmp_path, monkeypatch):
+    """A repo id: the report comes from the snapshot that loading the model put in the Hub cache (no request)."""
+    import json
+
+    from huggingface_hub import constants
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--someone--codefusion-cf"
+    (repo / "snapshots" / sha).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    report = {"lang": "cf", "split": "test", "metric_short": "execution match", "config": {"steps": 5, "limit": 40},
+              "summary": {"n_tasks": 40, "top_k": {"1": 10.0, "5": 20.0}, "validity": None}}
+    (repo / "snapshots" / sha / app.EVAL_REPORT).write_text(json.dumps(report))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    line = app.measured_quality(app.ModelSource("cf", "someone/codefusion-cf", None, "test"), "cf")
+    assert line == "Measured on the test split (first 40 tasks, 5 steps): top-1/5 execution match 10.0 / 20.0%"
+
+
 # ----------------------------------------------------------------------------- after the run
 
 def test_scrub_shows_any_step_without_the_model(app, monkeypatch):
