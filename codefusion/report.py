@@ -14,7 +14,7 @@ from pathlib import Path
 
 from codefusion import LANGUAGE_NAMES
 from codefusion.errors import CodeFusionError, run_cli
-from codefusion.evaluate import _fmt
+from codefusion.evaluate import _fmt, task_latency
 
 
 def load_report(path: Path) -> dict:
@@ -44,7 +44,7 @@ def table(reports: list[dict], labels: list[str]) -> str:
         div = s.get("diversity") or {}
         row = ([label] + [_fmt(s["top_k"][k]) for k in ks]
                + [_fmt(s["validity"]), _fmt(div.get("distinct_4"), False), _fmt(div.get("pairwise_ed"), False),
-                  str(steps) if steps else "–", _fmt(s["latency_s"], False)])
+                  str(steps) if steps else "–", _fmt(task_latency(s), False)])
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

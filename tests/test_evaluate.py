@@ -57,6 +57,8 @@ def test_checkpoint(tmp_path, data_dir, tiny_cf_checkpoint):
                       "--k", "2", "--steps", "3", "--batch-size", "2", "--curve", str(curve), "--curve-tasks", "2")
     assert report["summary"]["n_tasks"] == 5 and set(report["summary"]["top_k"]) == {"2"}
     assert all(len(t["candidates"]) == 2 and t["latency_s"] > 0 for t in report["tasks"])
+    latencies = sorted(t["latency_s"] for t in report["tasks"])
+    assert report["summary"]["latency_median_s"] == latencies[2]   # 5 tasks: the middle one, warm-up aside
     assert report["curve"]["step"] == [1, 2, 3] and len(report["curve"]["to_gold"]) == 3
     assert report["curve"]["to_final"][-1] == 0.0  # the last step is the final output
     assert curve.is_file()
