@@ -147,6 +147,29 @@ def load_optimizer_and_rng(optimizer, state_dir: Path, device) -> dict:
 
 
 # --- the loop --------------------------------------------------------------------------------------
+def plan_stages(recipe: Recipe, stage: str, max_steps: int | None = None, pretrain_steps: int | None = None) -> dict:
+    """Optimizer steps per stage. --max-steps alone is a total budget split in the recipe's proportion;
+    with --pretrain-steps the pre-training stage gets exactly that many and fine-tuning the rest."""
+    steps = {"pretrain": recipe.pretrain_steps if stage in ("pretrain", "all") else 0,
+             "finetune": recipe.finetune_steps if stage in ("finetune", "all") else 0}
+    if max_steps is not None and max_steps < 1:
+        raise CodeFusionError(f"--max-steps must be at least 1, got {max_steps}")
+    if pretrain_steps is not None:
+        if stage != "all":
+            raise CodeFusionError("--pretrain-steps splits --stage all between its stages; with one stage use --max-steps")
+        if not 1 <= pretrain_steps < (max_steps or pretrain_steps + 1):
+            raise CodeFusionError(f"--pretrain-steps must be at least 1 and leave fine-tuning steps within --max-steps "
+                                  f"({max_steps}), got {pretrain_steps}")
+        steps["pretrain"] = pretrain_steps
+        if max_steps is not None:
+            steps["finetune"] = max_steps - pretrain_steps
+    elif max_steps is not None:
+        total = sum(steps.values())
+        steps["pretrain"] = round(max_steps * steps["pretrain"] / total)
+        steps["finetune"] = max_steps - steps["pretrain"]
+    return steps
+
+
 def lr_at(step: int, stage_start: int, stage_len: int, recipe: Recipe, lr: float) -> float:
     """Linear warm-up then cosine decay, restarted at each stage; a pure function of step (resume-safe)."""
     s = step - stage_start
@@ -243,14 +266,7 @@ def train(args) -> Path:
     recipe = RECIPES[args.preset]
     batch_size = args.batch_size or recipe.batch_size
     lr = args.lr or recipe.lr
-    stage_steps = {"pretrain": recipe.pretrain_steps if args.stage in ("pretrain", "all") else 0,
-                   "finetune": recipe.finetune_steps if args.stage in ("finetune", "all") else 0}
-    if args.max_steps is not None:  # a total budget, split between the stages in the recipe's proportion
-        if args.max_steps < 1:
-            raise CodeFusionError(f"--max-steps must be at least 1, got {args.max_steps}")
-        total = sum(stage_steps.values())
-        stage_steps["pretrain"] = round(args.max_steps * stage_steps["pretrain"] / total)
-        stage_steps["finetune"] = args.max_steps - stage_steps["pretrain"]
+    stage_steps = plan_stages(recipe, args.stage, args.max_steps, args.pretrain_steps)
 
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
@@ -364,6 +380,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="CodeFusion data folder (default: $CODEFUSION_DATA)")
     p.add_argument("--out", required=True, help="output folder: checkpoint, state/ and log.jsonl")
     p.add_argument("--max-steps", type=int, default=None, help="total optimizer steps (split between stages)")
+    p.add_argument("--pretrain-steps", type=int, default=None,
+                   help="with --stage all: this many of the steps pre-train, the rest fine-tune (default: the recipe's share)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--overwrite", action="store_true", help="start over in a non-empty --out")
     p.add_argument("--init", default=None, help="start from this checkpoint (e.g. a pre-trained one, for --stage finetune)")

@@ -196,8 +196,11 @@ def test_generate_cli_empty_prompt_from_stdin(tiny_bash_checkpoint):
     (["--max-steps", "0"], "--max-steps must be at least 1"), (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--lang", "cobol"], "invalid choice"), (["--vocab-size", "-5"], "--vocab-size must be at least 1"),
     (["--decoder-layers", "-1"], "--decoder-layers must be 0 or more"),
+    (["--pretrain-steps", "0"], "--pretrain-steps must be at least 1"),
+    (["--max-steps", "10", "--pretrain-steps", "10"], "leave fine-tuning steps"),
+    (["--stage", "finetune", "--pretrain-steps", "5"], "splits --stage all"),
 ])
-def test_train_cli_refuses_bad_arguments(data_dir, tmp_path, args, message):
+def test_train_cli_refuses_bad_arguments(data_dir, tmp_path, capsys, args, message):
     from codefusion.train import main
 
     base = {"--lang": "cf", "--preset": "tiny", "--data-dir": str(data_dir), "--out": str(tmp_path / "o")}
@@ -206,8 +209,20 @@ def test_train_cli_refuses_bad_arguments(data_dir, tmp_path, args, message):
         rc = main([x for kv in base.items() for x in kv] + ["--quiet"])
     except SystemExit as e:  # argparse
         rc = e.code
-    assert rc == 2
+    assert rc == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_stage_plan():
+    from codefusion.train import RECIPES, plan_stages
+
+    small = RECIPES["small"]   # 200 + 600
+    assert plan_stages(small, "all") == {"pretrain": 200, "finetune": 600}
+    assert plan_stages(small, "all", 1600) == {"pretrain": 400, "finetune": 1200}      # the recipe's share
+    assert plan_stages(small, "all", 3000, 2400) == {"pretrain": 2400, "finetune": 600}
+    assert plan_stages(small, "all", None, 50) == {"pretrain": 50, "finetune": 600}
+    assert plan_stages(small, "finetune", 800) == {"pretrain": 0, "finetune": 800}
+    assert plan_stages(small, "pretrain", 800) == {"pretrain": 800, "finetune": 0}
 
 
 def test_train_cli_on_a_malformed_data_folder_leaves_nothing_behind(tmp_path, capsys):
