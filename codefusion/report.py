@@ -2,13 +2,18 @@
 
     python -m codefusion.report checkpoints/cf/eval_test.json results/cf_*.json [--label FILE=NAME ...]
 
-Rows keep the order given; every report must be for the same language, split and k values.
+Rows keep the order given; every report must be for the same language, split and k values. With
+--mean-over-seeds, reports of one system that differ only in the sampling seed make one row: the mean of each
+column over those seeds, with the seeds and the range of the largest top-k beside it.
+
+    python -m codefusion.report --mean-over-seeds checkpoints/cf/eval_test.json results/seeds/cf_codefusion_seed*.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -25,6 +30,44 @@ def load_report(path: Path) -> dict:
     if not isinstance(report, dict) or "summary" not in report or "lang" not in report:
         raise CodeFusionError(f"{path} is not a codefusion.evaluate report")
     return report
+
+
+# the settings that make two evaluations the same system run (all but --seed and bookkeeping such as --out or --curve)
+SYSTEM_SETTINGS = ("lang", "split", "checkpoint", "revision", "baseline", "k", "steps", "sampler", "no_clamp",
+                   "decoding", "draws", "limit")
+
+
+def seed_key(report: dict) -> tuple:
+    cfg = report.get("config", {})
+    return report["system"], json.dumps([cfg.get(k) for k in SYSTEM_SETTINGS], default=str)
+
+
+def mean_over_seeds(reports: list[dict], labels: list[str]) -> tuple[list[dict], list[str]]:
+    """One averaged report per system (first-seen order); its label gains the seeds and the top-k range."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(reports):
+        groups.setdefault(seed_key(r), []).append(i)
+    out, out_labels = [], []
+    for members in groups.values():
+        rs = [reports[i] for i in members]
+        seeds = sorted(r.get("config", {}).get("seed") for r in rs)
+        if len(set(seeds)) < len(seeds):
+            raise CodeFusionError(f"{labels[members[0]]}: two reports with the same seed ({seeds}); give each seed once")
+        mean = lambda xs: statistics.fmean(xs) if xs and None not in xs else None  # noqa: E731
+        sums = [r["summary"] for r in rs]
+        ks = list(sums[0]["top_k"])
+        summary = {"n_tasks": sums[0]["n_tasks"],
+                   "top_k": {k: mean([s["top_k"][k] for s in sums]) for k in ks},
+                   "validity": mean([s["validity"] for s in sums]),
+                   "diversity": {d: mean([(s.get("diversity") or {}).get(d) for s in sums])
+                                 for d in ("distinct_4", "pairwise_ed")},
+                   "latency_median_s": mean([task_latency(s) for s in sums])}
+        out.append({**rs[0], "summary": summary})
+        top = [s["top_k"][ks[-1]] for s in sums]
+        out_labels.append(labels[members[0]] if len(rs) == 1 else
+                          f"{labels[members[0]]}, mean of seeds {', '.join(map(str, seeds))} "
+                          f"(top-{ks[-1]} {min(top):.1f}-{max(top):.1f})")
+    return out, out_labels
 
 
 def table(reports: list[dict], labels: list[str]) -> str:
@@ -53,12 +96,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m codefusion.report", description=__doc__.split("\n\n")[0])
     p.add_argument("reports", nargs="+", help="evaluation JSON files, one row each")
     p.add_argument("--label", action="append", default=[], metavar="FILE=NAME", help="row name for a file")
+    p.add_argument("--mean-over-seeds", action="store_true",
+                   help="one row per system: the mean over its reports that differ only in --seed")
     args = p.parse_args(argv)
     names = dict(item.split("=", 1) for item in args.label if "=" in item)
 
     def body():
         reports = [load_report(Path(f)) for f in args.reports]
-        print(table(reports, [names.get(f, r["system"]) for f, r in zip(args.reports, reports)]))
+        labels = [names.get(f, r["system"]) for f, r in zip(args.reports, reports)]
+        if args.mean_over_seeds:
+            reports, labels = mean_over_seeds(reports, labels)
+        print(table(reports, labels))
     return run_cli(body)
 
 

@@ -1,6 +1,7 @@
 """The evaluation CLI: gold and retrieval baselines, a tiny checkpoint, and argument errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -111,10 +112,30 @@ def test_report_table_puts_systems_side_by_side(tmp_path, data_dir, capsys):
     assert "not a codefusion.evaluate report" in capsys.readouterr().err
 
 
+def test_report_averages_the_runs_of_one_system_over_seeds(tmp_path, data_dir, tiny_cf_checkpoint, capsys):
+    from codefusion.report import main as report_main
+
+    files = []
+    for seed in (0, 1, 2):
+        files.append(str(tmp_path / f"s{seed}.json"))
+        assert main(["--data-dir", str(data_dir), "--lang", "cf", "--checkpoint", str(tiny_cf_checkpoint), "--limit", "6",
+                     "--k", "1", "3", "--steps", "2", "--seed", str(seed), "--out", files[-1]]
+                    + (["--curve", str(tmp_path / "c.html")] if seed else [])) == 0   # --curve: bookkeeping, same system
+    other = str(tmp_path / "steps3.json")   # another system: same checkpoint, another step count
+    assert main(["--data-dir", str(data_dir), "--lang", "cf", "--checkpoint", str(tiny_cf_checkpoint), "--limit", "6",
+                 "--k", "1", "3", "--steps", "3", "--out", other]) == 0
+    capsys.readouterr()
+    assert report_main(["--mean-over-seeds", *files, other]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| CodeFusion")]
+    assert len(rows) == 2 and "mean of seeds 0, 1, 2 (top-3 " in rows[0][0] and "seeds" not in rows[1][0]
+    tops = [[json.loads(Path(f).read_text())["summary"]["top_k"][k] for f in files] for k in ("1", "3")]
+    assert rows[0][1:3] == [f"{sum(t) / 3:.1f}" for t in tops]
+    assert report_main(["--mean-over-seeds", files[0], files[0]]) == 2      # one seed twice is a mistake
+    assert "same seed" in capsys.readouterr().err
+
+
 # --- the prompt-reliance probe -----------------------------------------------------------------------
 def test_probe_shows_the_bundled_cf_model_reads_its_prompt(tmp_path, data_dir, capsys):
-    from pathlib import Path
-
     from codefusion.probe import main as probe
 
     ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "cf"
