@@ -263,7 +263,8 @@ def measured_quality(src: ModelSource, lang: str) -> str | None:
         ks = sorted(int(k) for k in top)
         scores = " / ".join(f"{top[str(k)]:.1f}" for k in ks)
         tasks = f"first {summary['n_tasks']}" if config.get("limit") else f"{summary['n_tasks']}"
-        line = (f"Measured on the test split ({tasks} tasks, {config.get('steps', '?')} steps): "
+        seed = f", sampling seed {config['seed']}" if config.get("seed") is not None else ""
+        line = (f"Measured on the test split ({tasks} tasks, {config.get('steps', '?')} steps{seed}): "
                 f"top-{'/'.join(map(str, ks))} {report['metric_short']} {scores}%")
         if summary.get("validity") is not None:
             line += f" · top-1 valid {summary['validity']:.0f}%"

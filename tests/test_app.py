@@ -237,12 +237,12 @@ def test_model_line_quotes_the_bundled_test_scores(app, tiny_cf_checkpoint, tmp_
 
     ckpt = tmp_path / "cf"
     shutil.copytree(tiny_cf_checkpoint, ckpt)
-    report = {"lang": "cf", "split": "test", "metric_short": "execution match", "config": {"steps": 20, "limit": None},
+    report = {"lang": "cf", "split": "test", "metric_short": "execution match", "config": {"steps": 20, "limit": None, "seed": 0},
               "summary": {"n_tasks": 177, "top_k": {"1": 15.254, "3": 17.51, "5": 19.77}, "validity": 73.4}}
     (ckpt / app.EVAL_REPORT).write_text(json.dumps(report))
     registry = app.ModelRegistry({"cf": app.ModelSource("cf", str(ckpt), None, "test")})
     registry.get("cf")
-    assert registry.describe("cf").endswith("\nMeasured on the test split (177 tasks, 20 steps): "
+    assert registry.describe("cf").endswith("\nMeasured on the test split (177 tasks, 20 steps, sampling seed 0): "
                                             "top-1/3/5 execution match 15.3 / 17.5 / 19.8% · top-1 valid 73%")
     for broken in ("{not json", json.dumps({**report, "lang": "bash"}), json.dumps({**report, "summary": {}})):
         (ckpt / app.EVAL_REPORT).write_text(broken)   # unreadable or not this model's: no line, the model still loads
