@@ -42,6 +42,11 @@ def seed_key(report: dict) -> tuple:
     return report["system"], json.dumps([cfg.get(k) for k in SYSTEM_SETTINGS], default=str)
 
 
+def _mean_of_all(values: list) -> float | None:
+    """The mean, or None if any seed lacks the value (unlike evaluate._mean, which averages what is there)."""
+    return statistics.fmean(values) if values and None not in values else None
+
+
 def mean_over_seeds(reports: list[dict], labels: list[str]) -> tuple[list[dict], list[str]]:
     """One averaged report per system (first-seen order); its label gains the seeds and the top-k range."""
     groups: dict[tuple, list[int]] = {}
@@ -53,15 +58,14 @@ def mean_over_seeds(reports: list[dict], labels: list[str]) -> tuple[list[dict],
         seeds = sorted(r.get("config", {}).get("seed") for r in rs)
         if len(set(seeds)) < len(seeds):
             raise CodeFusionError(f"{labels[members[0]]}: two reports with the same seed ({seeds}); give each seed once")
-        mean = lambda xs: statistics.fmean(xs) if xs and None not in xs else None  # noqa: E731
         sums = [r["summary"] for r in rs]
         ks = list(sums[0]["top_k"])
         summary = {"n_tasks": sums[0]["n_tasks"],
-                   "top_k": {k: mean([s["top_k"][k] for s in sums]) for k in ks},
-                   "validity": mean([s["validity"] for s in sums]),
-                   "diversity": {d: mean([(s.get("diversity") or {}).get(d) for s in sums])
+                   "top_k": {k: _mean_of_all([s["top_k"][k] for s in sums]) for k in ks},
+                   "validity": _mean_of_all([s["validity"] for s in sums]),
+                   "diversity": {d: _mean_of_all([(s.get("diversity") or {}).get(d) for s in sums])
                                  for d in ("distinct_4", "pairwise_ed")},
-                   "latency_median_s": mean([task_latency(s) for s in sums])}
+                   "latency_median_s": _mean_of_all([task_latency(s) for s in sums])}
         out.append({**rs[0], "summary": summary})
         top = [s["top_k"][ks[-1]] for s in sums]
         out_labels.append(labels[members[0]] if len(rs) == 1 else

@@ -157,7 +157,7 @@ def plan_stages(recipe: Recipe, stage: str, max_steps: int | None = None, pretra
     if pretrain_steps is not None:
         if stage != "all":
             raise CodeFusionError("--pretrain-steps splits --stage all between its stages; with one stage use --max-steps")
-        if not 1 <= pretrain_steps < (max_steps or pretrain_steps + 1):
+        if pretrain_steps < 1 or (max_steps is not None and pretrain_steps >= max_steps):
             raise CodeFusionError(f"--pretrain-steps must be at least 1 and leave fine-tuning steps within --max-steps "
                                   f"({max_steps}), got {pretrain_steps}")
         steps["pretrain"] = pretrain_steps
