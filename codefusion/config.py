@@ -36,6 +36,7 @@ class CodeFusionConfig:
     denoiser_layers: int = 6
     decoder_layers: int = 2
     embed_dim: int = 64
+    embed_scale: float = 1.0        # RMS of L's vectors; below 1 the same noise hides more (Difformer's noise factor)
     share_embedding: bool = False   # L is a projection of E's input embedding (CodeEmbedding)
     tie_head: bool = False          # H scores against L's table (TiedHead) instead of its own weights
     self_condition: bool = True     # feed the previous x̂0 back into N (Plaid/CDCD); cheap, helps a lot
@@ -51,6 +52,8 @@ class CodeFusionConfig:
             raise CodeFusionError(f"config: unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
         if self.language not in LANGUAGES:
             raise CodeFusionError(f"config: unknown language {self.language!r}; expected one of {LANGUAGES}")
+        if not self.embed_scale > 0:
+            raise CodeFusionError(f"config: embed_scale must be positive, got {self.embed_scale}")
         for name in ("width", "encoder_width"):
             heads = self.heads if name == "width" else self.encoder_heads
             if getattr(self, name) % heads:

@@ -47,12 +47,14 @@ def codefusion_loss(model, code_ids: torch.Tensor, memory: torch.Tensor, memory_
             x0_prev = model.denoise(x_t, t, memory, memory_pad_mask).detach()
     x0_hat = model.denoise(x_t, t, memory, memory_pad_mask, x0_prev)
 
+    # Embedding errors are measured in units of L's RMS, so a smaller embed_scale keeps the terms' balance.
+    unit = model.config.embed_scale ** 2
     if noise_target == "eps":
         denoise = F.mse_loss(diffusion.eps_from_x0(x_t, t, x0_hat), noise)
     else:
-        denoise = F.mse_loss(x0_hat, x0)
+        denoise = F.mse_loss(x0_hat, x0) / unit
     d_s = model.decode(x0_hat, memory, memory_pad_mask)
     # Without D (the ablation) D_s is x̂0 itself, whose error the first term already counts.
-    decoder = F.mse_loss(d_s, x0) if model.decoder is not None else torch.zeros((), device=x0.device)
+    decoder = F.mse_loss(d_s, x0) / unit if model.decoder is not None else torch.zeros((), device=x0.device)
     ce = F.cross_entropy(model.logits(d_s).flatten(0, 1), code_ids.flatten())
     return LossTerms(total=denoise + decoder + ce, denoise=denoise, decoder=decoder, ce=ce)

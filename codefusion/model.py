@@ -40,17 +40,19 @@ def build_encoder(config: CodeFusionConfig):
 
 
 class CodeEmbedding(nn.Module):
-    """L: a trainable table. Vectors are scaled to unit RMS so they match the noise's scale and cannot
-    shrink towards zero, the trivial way to make a jointly-trained embedding easy to denoise.
+    """L: a trainable table. Vectors are scaled to a fixed RMS (`scale`, 1 by default: the noise's scale) so
+    they cannot shrink towards zero, the trivial way to make a jointly-trained embedding easy to denoise.
+    A scale below 1 hides more of x_0 at every timestep (Difformer's noise factor): in 64 dimensions unit-RMS
+    tokens are still easy to read off x_t at an SNR of 1, which leaves N little reason to read the prompt.
 
     With `source` (E's input embedding, as T5 shares one table between its encoder and decoder) the table
     is a learned projection of E's: a token that appears in a prompt and in its program then has related
     vectors on both sides, so copying an identifier is one mapping for all tokens, not one per token.
     """
 
-    def __init__(self, vocab_size: int, dim: int, source: nn.Embedding | None = None):
+    def __init__(self, vocab_size: int, dim: int, source: nn.Embedding | None = None, scale: float = 1.0):
         super().__init__()
-        self.vocab_size, self.dim = vocab_size, dim
+        self.vocab_size, self.dim, self.scale = vocab_size, dim, scale
         if source is None:
             self.weight = nn.Parameter(torch.randn(vocab_size, dim))
         else:
@@ -59,7 +61,7 @@ class CodeEmbedding(nn.Module):
 
     def table(self) -> torch.Tensor:
         raw = self.weight if hasattr(self, "weight") else self.proj(self.source[0].weight)
-        return F.normalize(raw, dim=-1) * math.sqrt(self.dim)
+        return F.normalize(raw, dim=-1) * (math.sqrt(self.dim) * self.scale)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.table())
@@ -77,7 +79,8 @@ class TiedHead(nn.Module):
         super().__init__()
         self.embedding = [embedding]  # a list, so L's weight is not registered (or saved) twice
         self.bias = nn.Parameter(torch.zeros(embedding.vocab_size))
-        self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(embedding.dim)))
+        # logits start as cosine-like scores: 1/(dim scale^2) undoes the table's squared norm
+        self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(embedding.dim) - 2 * math.log(embedding.scale)))
 
     def forward(self, d_s: torch.Tensor) -> torch.Tensor:
         return (d_s @ self.embedding[0].table().T) * self.log_scale.exp() + self.bias
@@ -196,7 +199,8 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         self.config = config
         self.encoder = build_encoder(config)                                   # E
         self.embedding = CodeEmbedding(config.vocab_size, config.embed_dim,    # L
-                                       self.encoder.get_input_embeddings() if config.share_embedding else None)
+                                       self.encoder.get_input_embeddings() if config.share_embedding else None,
+                                       config.embed_scale)
         # CodeT5's encoder may be wider than N and D: project E_s once.
         self.memory_proj = (nn.Identity() if config.encoder_width == config.width
                             else nn.Linear(config.encoder_width, config.width))

@@ -221,6 +221,7 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
 
     on_off = lambda v: None if v is None else v == "on"  # noqa: E731
     overrides = dict(code_len=args.code_len, decoder_layers=args.decoder_layers, tie_head=on_off(args.tie_head),
+                     embed_scale=args.embed_scale,
                      share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition))
     if args.encoder:
         from transformers import T5EncoderModel
@@ -396,6 +397,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="L projects E's input embedding (default: the preset's)")
     p.add_argument("--tie-head", choices=["on", "off"], default=None, help="H scores against L's table (default: the preset's)")
     p.add_argument("--self-condition", choices=["on", "off"], default=None)
+    p.add_argument("--embed-scale", type=float, default=None,
+                   help="RMS of L's code vectors (default 1); below 1 the noise hides more (Difformer's noise factor)")
     p.add_argument("--architecture", choices=["codefusion", "autoregressive"], default="codefusion",
                    help="autoregressive: the same-size T5 baseline, trained on the same data and budget")
     p.add_argument("--decoder-layers", type=int, default=None,
@@ -415,6 +418,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.decoder_layers is not None and args.decoder_layers < 0:
         p.error(f"--decoder-layers must be 0 or more, got {args.decoder_layers}")
+    if args.embed_scale is not None and not args.embed_scale > 0:
+        p.error(f"--embed-scale must be positive, got {args.embed_scale}")
     for name in ("batch_size", "code_len", "vocab_size", "eval_every", "save_every", "stop_after"):
         v = getattr(args, name)
         if v is not None and v < 1:

@@ -96,6 +96,23 @@ def test_embedding_vectors_have_unit_rms_and_round_trip():
     assert torch.equal(model.embedding.nearest(model.embedding(ids)), ids)
 
 
+def test_embed_scale_sets_the_rms_hides_more_of_x0_and_keeps_the_heads_start():
+    small, unit = tiny_model(embed_scale=0.25), tiny_model()
+    table = small.embedding.table()
+    assert torch.allclose(table.pow(2).mean(-1).sqrt(), torch.full((64,), 0.25), atol=1e-5)
+    ids = torch.randint(0, 64, (8, 32))
+    assert torch.equal(small.embedding.nearest(small.embedding(ids)), ids)
+    # The same noise at the same timestep leaves fewer tokens readable when the vectors are smaller.
+    t, noise = torch.full((8,), 300), torch.randn(8, 32, small.config.embed_dim)
+    read = {m: (m.embedding.nearest(m.diffusion.q_sample(m.embedding(ids), t, noise)) == ids).float().mean().item()
+            for m in (small, unit)}
+    assert read[unit] > 0.9 and read[small] < read[unit] - 0.3, read
+    # H starts with the same logits whatever the scale (same seed, same raw table).
+    assert torch.allclose(small.logits(small.embedding(ids)), unit.logits(unit.embedding(ids)), atol=1e-4)
+    with pytest.raises(CodeFusionError, match="embed_scale must be positive"):
+        preset("tiny", "cf", embed_scale=0.0)
+
+
 def test_unsupervised_memory_is_fresh_noise_without_padding():
     a, mask = noise_memory(2, 5, 8)
     b, _ = noise_memory(2, 5, 8)

@@ -196,6 +196,7 @@ def test_generate_cli_empty_prompt_from_stdin(tiny_bash_checkpoint):
     (["--max-steps", "0"], "--max-steps must be at least 1"), (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--lang", "cobol"], "invalid choice"), (["--vocab-size", "-5"], "--vocab-size must be at least 1"),
     (["--decoder-layers", "-1"], "--decoder-layers must be 0 or more"),
+    (["--embed-scale", "0"], "--embed-scale must be positive"),
     (["--pretrain-steps", "0"], "--pretrain-steps must be at least 1"),
     (["--max-steps", "10", "--pretrain-steps", "10"], "leave fine-tuning steps"),
     (["--stage", "finetune", "--pretrain-steps", "5"], "splits --stage all"),
