@@ -52,8 +52,8 @@ class CodeFusionConfig:
             raise CodeFusionError(f"config: unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
         if self.language not in LANGUAGES:
             raise CodeFusionError(f"config: unknown language {self.language!r}; expected one of {LANGUAGES}")
-        if not self.embed_scale > 0:
-            raise CodeFusionError(f"config: embed_scale must be positive, got {self.embed_scale}")
+        if not 0 < self.embed_scale < float("inf"):
+            raise CodeFusionError(f"config: embed_scale must be a positive number, got {self.embed_scale}")
         for name in ("width", "encoder_width"):
             heads = self.heads if name == "width" else self.encoder_heads
             if getattr(self, name) % heads:

@@ -418,8 +418,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.decoder_layers is not None and args.decoder_layers < 0:
         p.error(f"--decoder-layers must be 0 or more, got {args.decoder_layers}")
-    if args.embed_scale is not None and not args.embed_scale > 0:
-        p.error(f"--embed-scale must be positive, got {args.embed_scale}")
+    if args.embed_scale is not None and not 0 < args.embed_scale < float("inf"):
+        p.error(f"--embed-scale must be a positive number, got {args.embed_scale}")
     for name in ("batch_size", "code_len", "vocab_size", "eval_every", "save_every", "stop_after"):
         v = getattr(args, name)
         if v is not None and v < 1:

@@ -109,8 +109,9 @@ def test_embed_scale_sets_the_rms_hides_more_of_x0_and_keeps_the_heads_start():
     assert read[unit] > 0.9 and read[small] < read[unit] - 0.3, read
     # H starts with the same logits whatever the scale (same seed, same raw table).
     assert torch.allclose(small.logits(small.embedding(ids)), unit.logits(unit.embedding(ids)), atol=1e-4)
-    with pytest.raises(CodeFusionError, match="embed_scale must be positive"):
-        preset("tiny", "cf", embed_scale=0.0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(CodeFusionError, match="embed_scale must be a positive number"):
+            preset("tiny", "cf", embed_scale=bad)
 
 
 def test_unsupervised_memory_is_fresh_noise_without_padding():
