@@ -79,7 +79,8 @@ class TiedHead(nn.Module):
         super().__init__()
         self.embedding = [embedding]  # a list, so L's weight is not registered (or saved) twice
         self.bias = nn.Parameter(torch.zeros(embedding.vocab_size))
-        # a token's own logit starts at sqrt(dim) at any scale: the table's squared norm is dim scale^2, times this 1/(sqrt(dim) scale^2)
+        # a token's own logit starts at sqrt(dim) at any scale: the table's squared norm, dim scale^2,
+        # times this 1/(sqrt(dim) scale^2)
         self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(embedding.dim) - 2 * math.log(embedding.scale)))
 
     def forward(self, d_s: torch.Tensor) -> torch.Tensor:
