@@ -202,7 +202,8 @@ def format_table(report: dict) -> str:
 
 
 def save_curve(curve: dict, path: Path, title: str) -> list[str]:
-    """Write the edit-distance-versus-steps figure as HTML (and PNG when kaleido is importable)."""
+    """Write the edit-distance-versus-steps figure as HTML, and as PNG where plotly can export images (kaleido >= 1
+    plus a Chrome or Chromium, e.g. `BROWSER_PATH=/usr/bin/chromium`)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -218,7 +219,12 @@ def save_curve(curve: dict, path: Path, title: str) -> list[str]:
         import kaleido  # noqa: F401
     except ImportError:
         return written
-    fig.write_image(path.with_suffix(".png"))
+    try:
+        fig.write_image(path.with_suffix(".png"))
+    except Exception as e:  # no browser, or a kaleido plotly can't use: the HTML and the report still count
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"warning: no PNG written for {path.with_suffix('.png')} ({reason})", file=sys.stderr)
+        return written
     return written + [str(path.with_suffix(".png"))]
 
 

@@ -65,6 +65,25 @@ def test_checkpoint(tmp_path, data_dir, tiny_cf_checkpoint):
     assert curve.is_file()
 
 
+def test_curve_survives_a_failed_png_export(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    import plotly.graph_objects as go
+
+    from codefusion.evaluate import save_curve
+
+    def no_browser(self, *a, **k):
+        raise RuntimeError("Kaleido requires Google Chrome to be installed.\nmore detail")
+    monkeypatch.setitem(sys.modules, "kaleido", types.ModuleType("kaleido"))  # importable, but it cannot export
+    monkeypatch.setattr(go.Figure, "write_image", no_browser)
+    curve = {"fraction": [0.5, 1.0], "to_final": [0.3, 0.0], "to_gold": [0.7, 0.6]}
+    assert save_curve(curve, tmp_path / "c.html", "t") == [str(tmp_path / "c.html")]
+    assert (tmp_path / "c.html").is_file() and not (tmp_path / "c.png").exists()
+    err = capsys.readouterr().err
+    assert "no PNG written" in err and "requires Google Chrome to be installed.)" in err  # the first line only
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lang", "java", "--baseline", "gold"], "unknown language"),
     (["--lang", "cf", "--baseline", "gold", "--split", "dev"], "unknown split"),
