@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     p.add_argument("--run", required=True, help="a finished training output folder")
     p.add_argument("--out", required=True, help="the bundled checkpoint folder (replaced)")
     p.add_argument("--command", default=None, help="the training command to record (default: from the run's args)")
+    p.add_argument("--sentence-case-prompts", action="store_true",
+                   help="sample with each prompt's first letter upper-cased, as the trainer's flag of that name does "
+                        "(for a model trained on sentence-case prompts)")
     args = p.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
     try:
@@ -76,6 +79,10 @@ def main(argv=None) -> int:
     for f in MODEL_FILES:
         if (run / f).is_file():
             shutil.copy2(run / f, tmp / f)
+    if args.sentence_case_prompts:  # an inference setting: the weights are untouched
+        config = json.loads((tmp / "config.json").read_text())
+        (tmp / "config.json").write_text(json.dumps({**config, "sentence_case_prompts": True}, indent=2, sort_keys=True))
+        summary["bundled_with"] = "--sentence-case-prompts"
     (tmp / "training_summary.json").write_text(json.dumps(summary, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

@@ -20,6 +20,8 @@ class CodeFusionConfig:
     pad_token_id: int = 0
     mask_token_id: int = 4          # CPD's mask, also used for unknown input
     max_prompt_len: int = 64        # encoder length; longer prompts are truncated with a warning
+    sentence_case_prompts: bool = False  # upper-case each prompt's first letter before E (NL2Bash: train
+                                         # utterances are sentence case, test ones and typed ones mostly not)
     code_len: int = 64              # fixed program length (the paper pads to 128)
 
     # E: a T5 encoder (CodeT5-small is width 512, 6 layers, 8 heads, d_ff 2048)
@@ -52,6 +54,8 @@ class CodeFusionConfig:
             raise CodeFusionError(f"config: unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
         if self.language not in LANGUAGES:
             raise CodeFusionError(f"config: unknown language {self.language!r}; expected one of {LANGUAGES}")
+        if not isinstance(self.sentence_case_prompts, bool):
+            raise CodeFusionError(f"config: sentence_case_prompts must be true or false, got {self.sentence_case_prompts!r}")
         if not 0 < self.embed_scale < float("inf"):
             raise CodeFusionError(f"config: embed_scale must be a positive number, got {self.embed_scale}")
         for name in ("width", "encoder_width"):

@@ -24,6 +24,7 @@ from torch import nn
 from codefusion.config import CodeFusionConfig
 from codefusion.diffusion import GaussianDiffusion, timestep_embedding
 from codefusion.errors import CodeFusionError
+from codefusion.tokenization import sentence_case
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -237,6 +238,8 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
 
     # --- tokenisation helpers --------------------------------------------------------------------
     def tokenize_prompts(self, prompts: list[str], device=None):
+        if self.config.sentence_case_prompts:  # in training and in sampling alike
+            prompts = [sentence_case(p) for p in prompts]
         enc = self.tokenizer(prompts, max_length=self.config.max_prompt_len, truncation=True, padding=True,
                              return_tensors="pt")
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)

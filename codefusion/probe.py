@@ -8,6 +8,11 @@ the programs' tokens (pads excluded), once with each task's own prompt and once 
 shuffled among the tasks. At small t the answer is in x_t; at t = T-1 x_t is pure noise and only
 E_s can name the tokens, so there the gap between the two columns is what the model takes from
 the prompt. Seeded: the same checkpoint gives the same table.
+
+With --case it instead reports the validation loss (the trainer's: fixed noise and timesteps) with the
+prompts as written and with their first letter lower- or upper-cased, for CodeFusion or the AR
+baseline: how much a model depends on a style detail (NL2Bash's train utterances are sentence case,
+its test ones all start in lower case). A model with sentence_case_prompts reads all three alike.
 """
 
 from __future__ import annotations
@@ -20,8 +25,21 @@ import torch
 
 from codefusion import LANGUAGES
 from codefusion.errors import CodeFusionError, run_cli
+from codefusion.tokenization import sentence_case
 
 DEFAULT_TIMESTEPS = (300, 600, 900, 1199)
+RESTYLES = {"as written": lambda p: p, "first letter lower-cased": lambda p: p[:1].lower() + p[1:],
+            "first letter upper-cased": sentence_case}
+
+
+def restyled_loss(model, prompts: list[str], codes: list[str], batch_size: int = 64) -> dict[str, float]:
+    """Validation loss over all the tasks with the prompts as written and restyled (same noise for each)."""
+    from codefusion.train import PairData, encode_codes, validation_loss
+
+    code_ids, _ = encode_codes(model.tokenizer, codes, model.config.code_len)
+    device = next(model.parameters()).device
+    return {name: validation_loss(model, PairData([style(p) for p in prompts], code_ids), device, batch_size,
+                                  max_examples=len(prompts)) for name, style in RESTYLES.items()}
 
 
 @torch.inference_mode()
@@ -78,6 +96,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=200, help="first N tasks of the split")
     p.add_argument("--timesteps", type=int, nargs="+", default=list(DEFAULT_TIMESTEPS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--case", action="store_true",
+                   help="report the validation loss with each prompt's first letter as written, lower- and upper-cased")
     p.add_argument("--out", default=None, help="also write the table as JSON here")
     args = p.parse_args(argv)
 
@@ -91,6 +111,17 @@ def main(argv=None) -> int:
         if model.config.language != args.lang:
             raise CodeFusionError(f"{args.checkpoint} is a {model.config.language} checkpoint, not {args.lang}")
         tasks = load_split(args.lang, args.split, args.data_dir)[: args.limit]
+        if args.case:
+            losses = restyled_loss(model.float(), [e.nl for e in tasks], [e.code for e in tasks])
+            print(f"| prompts | validation loss |  ({len(tasks)} {args.split} tasks, {args.checkpoint})\n|---|---|")
+            for name, value in losses.items():
+                print(f"| {name} | {value:.4f} |")
+            if args.out:
+                with open(args.out, "w") as f:
+                    json.dump({"checkpoint": str(args.checkpoint), "lang": args.lang, "split": args.split,
+                               "tasks": len(tasks), "sentence_case_prompts": model.config.sentence_case_prompts,
+                               "validation_loss": losses}, f, indent=1)
+            return
         rows = token_accuracy(model, [e.nl for e in tasks], [e.code for e in tasks], args.timesteps, args.seed)
         print(f"| t | token accuracy, own prompt % | shuffled prompts % |  ({len(tasks)} {args.split} tasks, "
               f"{rows[0]['tokens']} program tokens)\n|---|---|---|")

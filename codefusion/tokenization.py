@@ -38,6 +38,11 @@ def load_tokenizer(path_or_repo: str, revision: str | None = None):
         raise CodeFusionError(f"could not load a tokenizer from {path_or_repo}: {e}") from None
 
 
+def sentence_case(prompt: str) -> str:
+    """The prompt with its first character upper-cased (a no-op unless that is a lower-case letter)."""
+    return prompt[:1].upper() + prompt[1:] if prompt[:1].islower() else prompt
+
+
 def check_special_ids(tokenizer) -> None:
     if tokenizer.pad_token_id is None or tokenizer.mask_token_id is None:
         raise CodeFusionError("the tokenizer needs a pad token and a mask token")

@@ -221,7 +221,7 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
 
     on_off = lambda v: None if v is None else v == "on"  # noqa: E731
     overrides = dict(code_len=args.code_len, decoder_layers=args.decoder_layers, tie_head=on_off(args.tie_head),
-                     embed_scale=args.embed_scale,
+                     embed_scale=args.embed_scale, sentence_case_prompts=args.sentence_case_prompts or None,
                      share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition))
     if args.encoder:
         from transformers import T5EncoderModel
@@ -399,6 +399,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--self-condition", choices=["on", "off"], default=None)
     p.add_argument("--embed-scale", type=float, default=None,
                    help="RMS of L's code vectors (default 1); below 1 the noise hides more (Difformer's noise factor)")
+    p.add_argument("--sentence-case-prompts", action="store_true",
+                   help="upper-case each prompt's first letter before the encoder, in training and sampling")
     p.add_argument("--architecture", choices=["codefusion", "autoregressive"], default="codefusion",
                    help="autoregressive: the same-size T5 baseline, trained on the same data and budget")
     p.add_argument("--decoder-layers", type=int, default=None,

@@ -68,6 +68,17 @@ def test_ar_labels_end_with_eos_and_ignore_padding():
     assert labels.tolist() == [[7, 8, 2, -100, -100], [9, 2, -100, -100, -100]]
 
 
+def test_trainer_flag_sentence_cases_the_ar_baselines_prompts_too(data_dir, tmp_path):
+    from codefusion.sampler import load_model
+
+    model = load_model(train_tiny(data_dir, tmp_path / "run", "bash", 2, "--architecture", "autoregressive",
+                                  "--sentence-case-prompts"))
+    assert model.config.architecture == "autoregressive" and model.config.sentence_case_prompts is True
+    assert torch.equal(model.tokenize_prompts(["find x"])[0], model.tokenize_prompts(["Find x"])[0])
+    beams = [model.generate_candidates([p], k=2, decoding="beam")[0] for p in ("find x", "Find x")]
+    assert [c.text for c in beams[0]] == [c.text for c in beams[1]]
+
+
 def test_ar_checkpoint_cannot_be_streamed_as_a_diffusion_model(tiny_ar):
     from codefusion.sampler import generate, load_model
 
@@ -173,6 +184,12 @@ def test_bundle_packages_a_finished_run_with_its_command(data_dir, tmp_path, cap
     assert "--seed 0" in summary["command"] and "--max-steps 6" in summary["command"]
     assert "--out OUT" in summary["command"] and str(tmp_path) not in summary["command"]
     assert Model.from_pretrained(tmp_path / "ckpt").config.language == "cf"
+    # --sentence-case-prompts: an inference setting written into the config, weights untouched
+    assert bundle_main(["--run", str(run), "--out", str(tmp_path / "sc"), "--sentence-case-prompts"]) == 0
+    assert Model.from_pretrained(tmp_path / "sc").config.sentence_case_prompts is True
+    assert not Model.from_pretrained(tmp_path / "ckpt").config.sentence_case_prompts
+    assert (tmp_path / "sc" / "model.safetensors").read_bytes() == (tmp_path / "ckpt" / "model.safetensors").read_bytes()
+    assert json.loads((tmp_path / "sc" / "training_summary.json").read_text())["bundled_with"] == "--sentence-case-prompts"
     (tmp_path / "unfinished").mkdir()
     (tmp_path / "unfinished" / "log.jsonl").write_text('{"event": "start"}\n')
     assert bundle_main(["--run", str(tmp_path / "unfinished"), "--out", str(tmp_path / "x")]) == 2

@@ -203,6 +203,27 @@ def test_encoder_loads_from_a_hub_snapshot_folder(data_dir, tmp_path):
     assert (w0 - w1).abs().max() < 0.05
 
 
+def test_sentence_case_prompts_makes_the_first_letters_case_irrelevant(tiny_bash_checkpoint):
+    """NL2Bash's train utterances are sentence case and its test ones are not: with the flag, E cannot tell them apart."""
+    from codefusion.sampler import generate
+    from codefusion.tokenization import sentence_case
+
+    assert [sentence_case(p) for p in ["find files", "Find files", "", "1 file", "ñu", " x"]] == \
+        ["Find files", "Find files", "", "1 file", "Ñu", " x"]
+    model = CodeFusion.from_pretrained(tiny_bash_checkpoint).eval()
+    assert model.config.sentence_case_prompts is False  # the default, and what configs without the field load as
+    lower, upper = ["list all files"], ["List all files"]
+    assert not torch.equal(model.tokenize_prompts(lower)[0], model.tokenize_prompts(upper)[0])
+    model.config = model.config.replace(sentence_case_prompts=True)
+    assert torch.equal(model.tokenize_prompts(lower)[0], model.tokenize_prompts(upper)[0])
+    same = [generate(model, p, k=2, steps=3, seed=0)[0] for p in (lower, upper)]
+    assert [c.text for c in same[0]] == [c.text for c in same[1]]
+    with pytest.raises(CodeFusionError, match="sentence_case_prompts must be true or false"):
+        CodeFusionConfig(sentence_case_prompts="yes")
+    legacy = {k: v for k, v in model.config.to_dict().items() if k != "sentence_case_prompts"}
+    assert CodeFusionConfig.from_dict(legacy).sentence_case_prompts is False
+
+
 # --- training: resume, overfit ---------------------------------------------------------------------
 def losses(log_path) -> list[float]:
     return [r["total"] for r in map(json.loads, log_path.read_text().splitlines()) if "total" in r]

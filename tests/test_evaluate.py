@@ -1,6 +1,7 @@
 """The evaluation CLI: gold and retrieval baselines, a tiny checkpoint, and argument errors."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,26 @@ def test_probe_shows_the_bundled_cf_model_reads_its_prompt(tmp_path, data_dir, c
     assert "| 1199 |" in capsys.readouterr().out
     assert probe([*args, "--out", str(tmp_path / "again.json")]) == 0
     assert json.loads((tmp_path / "again.json").read_text())["rows"] == json.loads(out.read_text())["rows"]
+
+
+def test_probe_case_shows_the_bash_model_needs_sentence_case_prompts(tmp_path, data_dir, capsys):
+    from codefusion.probe import main as probe
+
+    bundled = Path(__file__).resolve().parents[1] / "checkpoints" / "bash"
+    as_trained = tmp_path / "as_trained"   # the same weights without the inference setting
+    shutil.copytree(bundled, as_trained)
+    config = json.loads((as_trained / "config.json").read_text())
+    (as_trained / "config.json").write_text(json.dumps({**config, "sentence_case_prompts": False}))
+    losses = {}
+    for name, ckpt in (("bundled", bundled), ("as_trained", as_trained)):
+        args = ["--checkpoint", str(ckpt), "--lang", "bash", "--data-dir", str(data_dir), "--case", "--limit", "128"]
+        assert probe([*args, "--out", str(tmp_path / f"{name}.json")]) == 0
+        losses[name] = json.loads((tmp_path / f"{name}.json").read_text())["validation_loss"]
+    assert "| first letter lower-cased |" in capsys.readouterr().out
+    # test-style prompts (lower-case first letter) cost the model as trained; the bundled setting reads them alike
+    assert losses["as_trained"]["first letter lower-cased"] > losses["as_trained"]["as written"] + 0.003
+    assert len(set(losses["bundled"].values())) == 1
+    assert losses["bundled"]["as written"] == pytest.approx(losses["as_trained"]["first letter upper-cased"])
 
 
 @pytest.mark.parametrize("extra, message", [
