@@ -45,6 +45,10 @@ class Recipe:
     snippet_limit: int = 50000
 
 
+# Settings an --init checkpoint fixes (its shapes, tokenizer and architecture).
+INIT_FIXED = ("code_len", "vocab_size", "decoder_layers", "tie_head", "share_embedding", "self_condition", "embed_scale",
+              "encoder")
+
 # Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
 PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
 
@@ -289,7 +293,14 @@ def train(args) -> Path:
         meta_args = json.loads((state_dir / "trainer_state.json").read_text())["stage_steps"]
         stage_steps = meta_args  # the resumed run keeps its original plan
     elif args.init:
+        shaping = [f"--{k.replace('_', '-')}" for k in INIT_FIXED if getattr(args, k) is not None]
+        if shaping:  # the checkpoint fixes these; silently ignoring them would mislead
+            raise CodeFusionError(f"--init takes the model and tokenizer from {args.init}: drop {', '.join(shaping)}")
         model = CodeFusion.from_pretrained(args.init)
+        if args.architecture == "autoregressive" != model.config.architecture:
+            raise CodeFusionError(f"--init {args.init} is a CodeFusion checkpoint, not an autoregressive one")
+        if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way
+            model.config = model.config.replace(sentence_case_prompts=True)
     else:
         pre = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed) if stage_steps["pretrain"] else []
         model = build_model(args, lang, train_pairs, pre)

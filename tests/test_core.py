@@ -224,6 +224,26 @@ def test_sentence_case_prompts_makes_the_first_letters_case_irrelevant(tiny_bash
     assert CodeFusionConfig.from_dict(legacy).sentence_case_prompts is False
 
 
+def test_init_fine_tunes_a_checkpoint_and_refuses_settings_it_fixes(data_dir, tmp_path, tiny_bash_checkpoint, capsys):
+    from codefusion.train import main
+
+    base = CodeFusion.from_pretrained(tiny_bash_checkpoint)
+    out = train_tiny(data_dir, tmp_path / "ft", "bash", 4, "--stage", "finetune", "--init", str(tiny_bash_checkpoint),
+                     "--sentence-case-prompts")
+    tuned = CodeFusion.from_pretrained(out)
+    assert tuned.config.sentence_case_prompts is True          # a prompt setting: applied on the way
+    assert tuned.config.replace(sentence_case_prompts=False) == base.config
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
+    start = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert start["stage_steps"] == {"pretrain": 0, "finetune": 4} and start["config"]["sentence_case_prompts"] is True
+    common = ["--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "2", "--data-dir", str(data_dir),
+              "--init", str(tiny_bash_checkpoint), "--quiet"]
+    for extra, message in ((["--embed-scale", "0.5", "--code-len", "16"], "drop --code-len, --embed-scale"),
+                           (["--architecture", "autoregressive"], "not an autoregressive one")):
+        assert main([*common, "--out", str(tmp_path / extra[0].strip("-")), *extra]) == 2
+        assert message in capsys.readouterr().err
+
+
 # --- training: resume, overfit ---------------------------------------------------------------------
 def losses(log_path) -> list[float]:
     return [r["total"] for r in map(json.loads, log_path.read_text().splitlines()) if "total" in r]
