@@ -45,7 +45,7 @@ class Recipe:
     snippet_limit: int = 50000
 
 
-# Settings an --init checkpoint fixes (its shapes, tokenizer and architecture).
+# Settings an --init checkpoint fixes (its shapes and tokenizer).
 INIT_FIXED = ("code_len", "vocab_size", "decoder_layers", "tie_head", "share_embedding", "self_condition", "embed_scale",
               "encoder")
 
@@ -297,6 +297,8 @@ def train(args) -> Path:
         if shaping:  # the checkpoint fixes these; silently ignoring them would mislead
             raise CodeFusionError(f"--init takes the model and tokenizer from {args.init}: drop {', '.join(shaping)}")
         model = CodeFusion.from_pretrained(args.init)
+        if model.config.language != lang:
+            raise CodeFusionError(f"--init {args.init} is a {model.config.language} checkpoint, not {lang}")
         if args.architecture == "autoregressive" != model.config.architecture:
             raise CodeFusionError(f"--init {args.init} is a CodeFusion checkpoint, not an autoregressive one")
         if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way

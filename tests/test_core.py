@@ -239,7 +239,8 @@ def test_init_fine_tunes_a_checkpoint_and_refuses_settings_it_fixes(data_dir, tm
     common = ["--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "2", "--data-dir", str(data_dir),
               "--init", str(tiny_bash_checkpoint), "--quiet"]
     for extra, message in ((["--embed-scale", "0.5", "--code-len", "16"], "drop --code-len, --embed-scale"),
-                           (["--architecture", "autoregressive"], "not an autoregressive one")):
+                           (["--architecture", "autoregressive"], "not an autoregressive one"),
+                           (["--lang", "cf"], "is a bash checkpoint, not cf")):
         assert main([*common, "--out", str(tmp_path / extra[0].strip("-")), *extra]) == 2
         assert message in capsys.readouterr().err
 
