@@ -27,6 +27,7 @@ def test_smoke_report_has_every_setting_with_sane_values(smoke_report):
         assert r["median_s"] > 0 and len(r["runs_s"]) == report["repeats"]
     tp = report["throughput"]
     assert tp["denoiser_step_s"] > 0 and tp["scheduler_step_s"] > 0 and tp["matmul_peak"]["gflops"] > 0
+    assert tp["matmul_peak"]["best_s"] <= tp["matmul_peak"]["median_s"]  # the peak is the fastest run
     assert 0 < tp["peak_ratio"] <= 5  # above 1 only if the tiny peak matmul ran unluckily slowly
     assert tp["flops_counted"] in (None, tp["flops"]["per_step"])
     assert [r["steps"] for r in report["quality"]["by_steps"]] == steps
