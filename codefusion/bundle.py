@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -80,8 +81,8 @@ def main(argv=None) -> int:
         if (run / f).is_file():
             shutil.copy2(run / f, tmp / f)
     if args.sentence_case_prompts:  # an inference setting: the weights are untouched
-        config = json.loads((tmp / "config.json").read_text())
-        (tmp / "config.json").write_text(json.dumps({**config, "sentence_case_prompts": True}, indent=2, sort_keys=True))
+        config = CodeFusionConfig.from_dict(json.loads((tmp / "config.json").read_text()))
+        (tmp / "config.json").write_text(config.replace(sentence_case_prompts=True).to_json())
         summary["bundled_with"] = "--sentence-case-prompts"
     (tmp / "training_summary.json").write_text(json.dumps(summary, indent=1))
     shutil.rmtree(out, ignore_errors=True)

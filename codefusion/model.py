@@ -273,7 +273,7 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         self._save_pretrained(save_directory, dtype=dtype)
-        text = json.dumps(self.config.to_dict(), indent=2, sort_keys=True)
+        text = self.config.to_json()
         _atomic(save_directory / CONFIG_NAME, lambda p: p.write_text(text))
         if kwargs.get("push_to_hub"):
             return self.push_to_hub(repo_id=kwargs["repo_id"], config=self.config.to_dict())

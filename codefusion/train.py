@@ -299,7 +299,7 @@ def train(args) -> Path:
         model = CodeFusion.from_pretrained(args.init)
         if model.config.language != lang:
             raise CodeFusionError(f"--init {args.init} is a {model.config.language} checkpoint, not {lang}")
-        if args.architecture == "autoregressive" != model.config.architecture:
+        if args.architecture == "autoregressive" and model.config.architecture != "autoregressive":
             raise CodeFusionError(f"--init {args.init} is a CodeFusion checkpoint, not an autoregressive one")
         if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way
             model.config = model.config.replace(sentence_case_prompts=True)
