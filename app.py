@@ -190,9 +190,7 @@ class ModelRegistry:
             if lang not in self._models:
                 src = self.sources[lang]
                 t0 = time.perf_counter()
-                model = load_model(src.ref, revision=src.revision, device=self.device)
-                if model.config.language != lang:
-                    raise CodeFusionError(f"{src.origin} holds a {model.config.language} model, not a {lang} one")
+                model = load_model(src.ref, revision=src.revision, device=self.device, lang=lang, name=src.origin)
                 self._models[lang] = model
                 self._quality[lang] = measured_quality(src, lang)
                 log.info("loaded %s model from %s in %.1f s", lang, src.origin, time.perf_counter() - t0)

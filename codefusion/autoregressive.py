@@ -50,7 +50,7 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         self.tokenizer = None
 
     # the checkpoint format and prompt handling are CodeFusion's
-    tokenize_prompts = CodeFusion.tokenize_prompts
+    styled_prompts, tokenize_prompts = CodeFusion.styled_prompts, CodeFusion.tokenize_prompts
     encode_prompts = CodeFusion.encode_prompts
     _save_pretrained = CodeFusion._save_pretrained
     save_pretrained = CodeFusion.save_pretrained

@@ -71,10 +71,7 @@ class ModelSource:
         from codefusion import sampler as sampler_module
 
         self.sampler_module = sampler_module
-        self.model = sampler_module.load_model(checkpoint, revision=revision, device=device)
-        model_lang = getattr(getattr(self.model, "config", None), "language", None)
-        if model_lang != lang:
-            raise CodeFusionError(f"checkpoint {checkpoint} is a {model_lang!r} model, not {lang!r}: pass --lang {model_lang}")
+        self.model = sampler_module.load_model(checkpoint, revision=revision, device=device, lang=lang)
         self.steps, self.seed, self.sampler, self.decoding, self.clamp = steps, seed, sampler, decoding, clamp
         self.draws = draws
         self.autoregressive = self.model.config.architecture == "autoregressive"

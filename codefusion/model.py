@@ -237,10 +237,12 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                 None if self.decoder is None else MemoryCache(self.decoder.layers, memory, memory_pad_mask))
 
     # --- tokenisation helpers --------------------------------------------------------------------
+    def styled_prompts(self, prompts: list[str]) -> list[str]:
+        """The prompts as E reads them, in training and in sampling alike."""
+        return [sentence_case(p) for p in prompts] if self.config.sentence_case_prompts else list(prompts)
+
     def tokenize_prompts(self, prompts: list[str], device=None):
-        if self.config.sentence_case_prompts:  # in training and in sampling alike
-            prompts = [sentence_case(p) for p in prompts]
-        enc = self.tokenizer(prompts, max_length=self.config.max_prompt_len, truncation=True, padding=True,
+        enc = self.tokenizer(self.styled_prompts(prompts), max_length=self.config.max_prompt_len, truncation=True, padding=True,
                              return_tensors="pt")
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 

@@ -107,9 +107,7 @@ def main(argv=None) -> int:
 
         if args.limit < 2:
             raise CodeFusionError(f"--limit must be at least 2, got {args.limit}")
-        model = load_model(args.checkpoint, device="cpu")
-        if model.config.language != args.lang:
-            raise CodeFusionError(f"{args.checkpoint} is a {model.config.language} checkpoint, not {args.lang}")
+        model = load_model(args.checkpoint, device="cpu", lang=args.lang)
         tasks = load_split(args.lang, args.split, args.data_dir)[: args.limit]
         if args.case:
             losses = restyled_loss(model.float(), [e.nl for e in tasks], [e.code for e in tasks])

@@ -56,10 +56,13 @@ class Frame:
         return asdict(self)
 
 
-def load_model(path_or_repo, revision: str | None = None, device=None):
+def load_model(path_or_repo, revision: str | None = None, device=None, lang: str | None = None, name: str | None = None):
+    """A checkpoint ready to sample; with `lang`, refused unless it is that language's (`name` names it in the error)."""
     from codefusion.model import CodeFusion
 
     model = CodeFusion.from_pretrained(path_or_repo, revision=revision)  # the AR baseline too, if its config says so
+    if lang is not None and model.config.language != lang:
+        raise CodeFusionError(f"{name or path_or_repo} is a {model.config.language} checkpoint, not {lang}")
     return model.to(pick_device(device)).eval()
 
 
@@ -98,7 +101,7 @@ def prepare_prompts(model, prompts: list[str]) -> tuple[list[str], str]:
         if len(p) > MAX_PROMPT_CHARS:
             p = p[:MAX_PROMPT_CHARS]
         cleaned.append(p)
-    n_tokens = max(len(model.tokenizer(p, add_special_tokens=True)["input_ids"]) for p in cleaned)
+    n_tokens = max(len(model.tokenizer(p, add_special_tokens=True)["input_ids"]) for p in model.styled_prompts(cleaned))
     if n_tokens > model.config.max_prompt_len:
         notice = f"prompt truncated to its first {model.config.max_prompt_len} tokens (it had {n_tokens})"
     return cleaned, notice

@@ -12,6 +12,7 @@ the losses of an uninterrupted one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -102,7 +103,7 @@ def build_pretrain_data(lang, tokenizer, config, data_dir, train_codes, limit, s
 
 
 # --- checkpoint state (no pickle anywhere: tensors in safetensors, the rest in JSON) ---------------
-def save_state(model, optimizer, step: int, stage_steps: dict, out: Path, args_dict: dict) -> None:
+def save_state(model, optimizer, step: int, stage_steps: dict, out: Path, args_dict: dict, ema=None) -> None:
     from safetensors.torch import save_file
 
     tmp, final, old = out / f".{STATE_DIR}.tmp", out / STATE_DIR, out / f".{STATE_DIR}.old"
@@ -116,8 +117,12 @@ def save_state(model, optimizer, step: int, stage_steps: dict, out: Path, args_d
     if torch.cuda.is_available():
         rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     save_file(rng, str(tmp / "rng.safetensors"))
-    (tmp / "trainer_state.json").write_text(json.dumps(
-        {"step": step, "stage_steps": stage_steps, "param_groups": opt["param_groups"], "args": args_dict}, indent=1))
+    meta = {"step": step, "stage_steps": stage_steps, "param_groups": opt["param_groups"], "args": args_dict}
+    if ema is not None:
+        names = [n for n, _ in model.named_parameters()]
+        save_file({n: t.detach().contiguous() for n, t in zip(names, ema.shadow_params)}, str(tmp / "ema.safetensors"))
+        meta["ema"] = {"decay": ema.decay, "optimization_step": ema.optimization_step}
+    (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
     # Swap directories: at every instant either state/ or .state.old/ is complete.
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -148,6 +153,47 @@ def load_optimizer_and_rng(optimizer, state_dir: Path, device) -> dict:
     if torch.cuda.is_available() and "cuda0" in rng:
         torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng])
     return meta
+
+
+# --- weight averaging ---------------------------------------------------------------------------------
+def new_ema(model, decay: float):
+    """An exponential moving average of the weights (diffusers' EMAModel: its decay warms up as
+    (1 + n) / (10 + n), capped at `decay`), or None when decay is 0. Diffusion models are usually
+    sampled from averaged weights: single-step weights are noisy and the val loss jumps between evals."""
+    if not decay:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(model.parameters(), decay=decay)
+
+
+def load_ema(model, state_dir: Path, decay: float, device):
+    """The EMA saved with a run's state (a fresh one if the state holds none), or None when decay is 0."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((state_dir / "trainer_state.json").read_text()).get("ema")
+    ema = new_ema(model, decay)
+    if ema is None or meta is None:
+        return ema
+    flat = load_file(str(state_dir / "ema.safetensors"), device=str(device))
+    ema.load_state_dict({"optimization_step": meta["optimization_step"],
+                         "shadow_params": [flat[n] for n, _ in model.named_parameters()]})
+    return ema
+
+
+@contextlib.contextmanager
+def averaged_weights(model, ema):
+    """Swap the EMA weights in for the duration (validation, export); the training weights come back after."""
+    if ema is None:
+        yield model
+        return
+    params = list(model.parameters())
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        yield model
+    finally:
+        ema.restore(params)
 
 
 # --- the loop --------------------------------------------------------------------------------------
@@ -266,6 +312,7 @@ def train(args) -> Path:
     from tqdm.auto import tqdm
 
     from codefusion.model import CodeFusion
+    from codefusion.sampler import load_model
 
     lang, out = args.lang, Path(args.out)
     recipe = RECIPES[args.preset]
@@ -290,15 +337,17 @@ def train(args) -> Path:
 
     if state_dir is not None:
         model = CodeFusion.from_pretrained(state_dir)
-        meta_args = json.loads((state_dir / "trainer_state.json").read_text())["stage_steps"]
-        stage_steps = meta_args  # the resumed run keeps its original plan
+        meta = json.loads((state_dir / "trainer_state.json").read_text())
+        stage_steps = meta["stage_steps"]  # the resumed run keeps its original plan
+        saved_decay = meta["args"].get("ema_decay")
+        if args.ema_decay is not None and args.ema_decay != saved_decay:
+            raise CodeFusionError(f"--resume: the run in {out} was started with --ema-decay {saved_decay}, not {args.ema_decay}")
+        args.ema_decay = saved_decay
     elif args.init:
         shaping = [f"--{k.replace('_', '-')}" for k in INIT_FIXED if getattr(args, k) is not None]
         if shaping:  # the checkpoint fixes these; silently ignoring them would mislead
             raise CodeFusionError(f"--init takes the model and tokenizer from {args.init}: drop {', '.join(shaping)}")
-        model = CodeFusion.from_pretrained(args.init)
-        if model.config.language != lang:
-            raise CodeFusionError(f"--init {args.init} is a {model.config.language} checkpoint, not {lang}")
+        model = load_model(args.init, device="cpu", lang=lang, name=f"--init {args.init}").train()
         if args.architecture == "autoregressive" and model.config.architecture != "autoregressive":
             raise CodeFusionError(f"--init {args.init} is a CodeFusion checkpoint, not an autoregressive one")
         if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way
@@ -318,8 +367,10 @@ def train(args) -> Path:
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     step = 0
+    ema = None
     if state_dir is not None:
         step = load_optimizer_and_rng(optimizer, state_dir, device)["step"]
+        ema = load_ema(model, state_dir, args.ema_decay, device)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
     total = stage_steps["pretrain"] + stage_steps["finetune"]
@@ -353,6 +404,8 @@ def train(args) -> Path:
         pretrain = step < stage_steps["pretrain"]
         stage_start, stage_len = (0, stage_steps["pretrain"]) if pretrain else (stage_steps["pretrain"], stage_steps["finetune"])
         data = pretrain_data if pretrain else finetune_data
+        if step == stage_start:  # one average per stage: fine-tuning's must not carry the pre-training weights
+            ema = new_ema(raw, args.ema_decay)
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step, stage_start, stage_len, recipe, lr)
         per_proc = batch_size // accelerator.num_processes
@@ -364,6 +417,8 @@ def train(args) -> Path:
         accelerator.backward(terms.total)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if ema is not None:
+            ema.step(raw.parameters())
         step += 1
         examples += len(idx) * accelerator.num_processes
         rate = examples / (time.perf_counter() - t0)
@@ -373,12 +428,14 @@ def train(args) -> Path:
         bar.set_postfix(stage=record["stage"][:3], loss=f"{record['total']:.3f}", ce=f"{record['ce']:.3f}", ex_s=f"{rate:.0f}")
         bar.update(1)
         if (step % args.eval_every == 0 or step == total) and len(val_data):
-            v = validation_loss(raw, val_data, device)
+            with averaged_weights(raw, ema):  # the weights that get exported
+                v = validation_loss(raw, val_data, device)
             log({"step": step, "val_loss": v})
             bar.write(f"step {step}: val loss {v:.4f}") if not args.quiet else None
         if (step - last_save >= args.save_every or step == stop_at) and accelerator.is_main_process:
-            save_state(raw, optimizer, step, stage_steps, out, args_dict)
-            raw.save_pretrained(out, dtype=torch.float16 if args.save_fp16 else None)
+            save_state(raw, optimizer, step, stage_steps, out, args_dict, ema)
+            with averaged_weights(raw, ema):
+                raw.save_pretrained(out, dtype=torch.float16 if args.save_fp16 else None)
             last_save = step
         accelerator.wait_for_everyone()
     bar.close()
@@ -427,12 +484,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--save-fp16", action="store_true", help="store the exported weights in 16-bit")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="export and validate an exponential moving average of the weights, restarted at each stage "
+                        "(e.g. 0.999; default: off)")
     p.add_argument("--mixed-precision", default=None, choices=["no", "fp16", "bf16"])
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.decoder_layers is not None and args.decoder_layers < 0:
         p.error(f"--decoder-layers must be 0 or more, got {args.decoder_layers}")
+    if args.ema_decay is not None and not 0 <= args.ema_decay < 1:
+        p.error(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
     if args.embed_scale is not None and not 0 < args.embed_scale < float("inf"):
         p.error(f"--embed-scale must be a positive number, got {args.embed_scale}")
     for name in ("batch_size", "code_len", "vocab_size", "eval_every", "save_every", "stop_after"):

@@ -366,7 +366,7 @@ def test_registry_precedence(app, tiny_cf_checkpoint, tiny_bash_checkpoint, tmp_
     reg = app.ModelRegistry.from_env({"CODEFUSION_MODEL": str(tmp_path / "missing")}, checkpoint_dir=tmp_path)
     assert reg.languages == [] and "CODEFUSION_MODEL" in reg.problems[0]
     reg = app.ModelRegistry.from_env({"CODEFUSION_MODEL_BASH": str(tiny_cf_checkpoint)}, checkpoint_dir=tmp_path)
-    with pytest.raises(app.CodeFusionError, match="cf model, not a bash"):
+    with pytest.raises(app.CodeFusionError, match="is a cf checkpoint, not bash"):
         reg.get("bash")
 
 

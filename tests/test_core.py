@@ -220,8 +220,24 @@ def test_sentence_case_prompts_makes_the_first_letters_case_irrelevant(tiny_bash
     assert [c.text for c in same[0]] == [c.text for c in same[1]]
     with pytest.raises(CodeFusionError, match="sentence_case_prompts must be true or false"):
         CodeFusionConfig(sentence_case_prompts="yes")
-    legacy = {k: v for k, v in model.config.to_dict().items() if k != "sentence_case_prompts"}
-    assert CodeFusionConfig.from_dict(legacy).sentence_case_prompts is False
+
+
+def test_truncation_notice_counts_the_prompt_as_e_reads_it(tiny_bash_checkpoint):
+    from codefusion.sampler import prepare_prompts
+
+    model = CodeFusion.from_pretrained(tiny_bash_checkpoint).eval()
+    count = lambda text: len(model.tokenizer(text)["input_ids"])  # noqa: E731
+    # a first word that is a different number of tokens capitalised (the BPE has "find" and "Find", "List" but not "list")
+    words = ("find", "list", "print", "remove", "search", "display", "copy", "delete", "count", "show", "change")
+    word = next(w for w in words if count(w.capitalize()) != count(w))
+    limit = model.config.max_prompt_len
+    prompt = word + " a" * (limit - min(count(word), count(word.capitalize())))  # the shorter form is exactly the limit
+    as_written_over = count(word) > count(word.capitalize())
+    assert (prepare_prompts(model, [prompt])[1] != "") == as_written_over
+    model.config = model.config.replace(sentence_case_prompts=True)
+    notice = prepare_prompts(model, [prompt])[1]
+    assert (notice != "") == (not as_written_over)
+    assert prepare_prompts(model, [prompt + " a"])[1].startswith(f"prompt truncated to its first {limit} tokens")
 
 
 def test_init_fine_tunes_a_checkpoint_and_refuses_settings_it_fixes(data_dir, tmp_path, tiny_bash_checkpoint, capsys):
@@ -262,6 +278,40 @@ def test_resumed_run_repeats_the_uninterrupted_losses(data_dir, tmp_path):
     assert json.loads((part / "state" / "trainer_state.json").read_text())["step"] == 8
     assert main(base + ["--max-steps", "16", "--resume"]) == 0
     assert losses(part / "log.jsonl") == pytest.approx(losses(full / "log.jsonl"), rel=1e-5)
+
+
+def test_ema_exports_the_stage_average_and_resumes_exactly(data_dir, tmp_path, capsys):
+    from codefusion.train import main
+
+    def weights(folder):
+        return CodeFusion.from_pretrained(folder).state_dict()
+
+    # Fine-tuning only, 2 steps in two sessions: the state holds the training weights p1, then p2.
+    part = tmp_path / "part"
+    base = ["--lang", "cf", "--preset", "tiny", "--stage", "finetune", "--max-steps", "2", "--data-dir", str(data_dir),
+            "--out", str(part), "--quiet", "--eval-every", "1000", "--save-every", "1", "--ema-decay", "0.9"]
+    assert main(base + ["--stop-after", "1"]) == 0
+    p1 = weights(part / "state")
+    assert all(torch.equal(a, b) for a, b in zip(p1.values(), weights(part).values()))  # first step: decay 0
+    assert main(base + ["--resume"]) == 0
+    p2, exported = weights(part / "state"), weights(part)
+    # diffusers' warm-up: decay (1 + 1) / (10 + 1) at the second step (below the 0.9 cap)
+    d = 2 / 11
+    for name, e in exported.items():
+        assert torch.allclose(e, d * p1[name] + (1 - d) * p2[name], atol=1e-6), name
+    assert any(not torch.equal(exported[n], p2[n]) for n in p2)
+
+    # Two stages, 12 steps: the exported weights of a run stopped at 8 and resumed are the uninterrupted run's.
+    full = train_tiny(data_dir, tmp_path / "full", "bash", 12, "--save-every", "4", "--ema-decay", "0.99")
+    again = tmp_path / "again"
+    args = ["--lang", "bash", "--preset", "tiny", "--max-steps", "12", "--data-dir", str(data_dir), "--out", str(again),
+            "--quiet", "--snippet-limit", "500", "--eval-every", "1000", "--save-every", "4"]
+    assert main(args + ["--ema-decay", "0.99", "--stop-after", "8"]) == 0
+    assert main(args + ["--ema-decay", "0.5", "--resume"]) == 2        # another average would not repeat the run
+    assert "started with --ema-decay 0.99, not 0.5" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0                              # the saved setting is kept
+    assert all(torch.equal(a, b) for a, b in zip(weights(full).values(), weights(again).values()))
+    assert json.loads((again / "state" / "trainer_state.json").read_text())["args"]["ema_decay"] == 0.99
 
 
 def test_training_refuses_to_clobber_or_resume_nothing(data_dir, tmp_path, capsys):
