@@ -242,8 +242,8 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         return [sentence_case(p) for p in prompts] if self.config.sentence_case_prompts else list(prompts)
 
     def tokenize_prompts(self, prompts: list[str], device=None):
-        enc = self.tokenizer(self.styled_prompts(prompts), max_length=self.config.max_prompt_len, truncation=True, padding=True,
-                             return_tensors="pt")
+        enc = self.tokenizer(self.styled_prompts(prompts), max_length=self.config.max_prompt_len, truncation=True,
+                             padding=True, return_tensors="pt")
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
     def encode_prompts(self, prompts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
