@@ -220,6 +220,8 @@ def test_sentence_case_prompts_makes_the_first_letters_case_irrelevant(tiny_bash
     assert [c.text for c in same[0]] == [c.text for c in same[1]]
     with pytest.raises(CodeFusionError, match="sentence_case_prompts must be true or false"):
         CodeFusionConfig(sentence_case_prompts="yes")
+    legacy = {k: v for k, v in model.config.to_dict().items() if k != "sentence_case_prompts"}
+    assert CodeFusionConfig.from_dict(legacy).sentence_case_prompts is False
 
 
 def test_truncation_notice_counts_the_prompt_as_e_reads_it(tiny_bash_checkpoint):
