@@ -121,7 +121,7 @@ def save_state(model, optimizer, step: int, stage_steps: dict, out: Path, args_d
     if ema is not None:
         names = [n for n, _ in model.named_parameters()]
         save_file({n: t.detach().contiguous() for n, t in zip(names, ema.shadow_params)}, str(tmp / "ema.safetensors"))
-        meta["ema"] = {"decay": ema.decay, "optimization_step": ema.optimization_step}
+        meta["ema_step"] = ema.optimization_step  # its decay is args["ema_decay"]
     (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
     # Swap directories: at every instant either state/ or .state.old/ is complete.
     if final.exists():
@@ -167,17 +167,15 @@ def new_ema(model, decay: float):
     return EMAModel(model.parameters(), decay=decay)
 
 
-def load_ema(model, state_dir: Path, decay: float, device):
-    """The EMA saved with a run's state (a fresh one if the state holds none), or None when decay is 0."""
+def load_ema(model, state_dir: Path, meta: dict, device):
+    """The EMA saved with a run's state (`meta`: its trainer_state.json), or None if the run keeps none."""
     from safetensors.torch import load_file
 
-    meta = json.loads((state_dir / "trainer_state.json").read_text()).get("ema")
-    ema = new_ema(model, decay)
-    if ema is None or meta is None:
-        return ema
-    flat = load_file(str(state_dir / "ema.safetensors"), device=str(device))
-    ema.load_state_dict({"optimization_step": meta["optimization_step"],
-                         "shadow_params": [flat[n] for n, _ in model.named_parameters()]})
+    ema = new_ema(model, meta["args"].get("ema_decay"))
+    if ema is not None:
+        flat = load_file(str(state_dir / "ema.safetensors"), device=str(device))
+        ema.load_state_dict({"optimization_step": meta["ema_step"],
+                             "shadow_params": [flat[n] for n, _ in model.named_parameters()]})
     return ema
 
 
@@ -347,7 +345,7 @@ def train(args) -> Path:
         shaping = [f"--{k.replace('_', '-')}" for k in INIT_FIXED if getattr(args, k) is not None]
         if shaping:  # the checkpoint fixes these; silently ignoring them would mislead
             raise CodeFusionError(f"--init takes the model and tokenizer from {args.init}: drop {', '.join(shaping)}")
-        model = load_model(args.init, device="cpu", lang=lang, name=f"--init {args.init}").train()
+        model = load_model(args.init, device="cpu", lang=lang, name=f"--init {args.init}")
         if args.architecture == "autoregressive" and model.config.architecture != "autoregressive":
             raise CodeFusionError(f"--init {args.init} is a CodeFusion checkpoint, not an autoregressive one")
         if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way
@@ -369,8 +367,8 @@ def train(args) -> Path:
     step = 0
     ema = None
     if state_dir is not None:
-        step = load_optimizer_and_rng(optimizer, state_dir, device)["step"]
-        ema = load_ema(model, state_dir, args.ema_decay, device)
+        meta = load_optimizer_and_rng(optimizer, state_dir, device)
+        step, ema = meta["step"], load_ema(model, state_dir, meta, device)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
     total = stage_steps["pretrain"] + stage_steps["finetune"]
