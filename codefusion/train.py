@@ -138,10 +138,10 @@ def find_state(out: Path) -> Path | None:
     return None
 
 
-def load_optimizer_and_rng(optimizer, state_dir: Path, device) -> dict:
+def load_optimizer_and_rng(optimizer, state_dir: Path, meta: dict, device) -> None:
+    """Restore the optimizer and RNG saved in `state_dir` (`meta`: its trainer_state.json, already read)."""
     from safetensors.torch import load_file
 
-    meta = json.loads((state_dir / "trainer_state.json").read_text())
     flat = load_file(str(state_dir / "optimizer.safetensors"), device=str(device))
     state: dict = {}
     for key, v in flat.items():
@@ -152,7 +152,6 @@ def load_optimizer_and_rng(optimizer, state_dir: Path, device) -> dict:
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available() and "cuda0" in rng:
         torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng])
-    return meta
 
 
 # --- weight averaging ---------------------------------------------------------------------------------
@@ -367,7 +366,7 @@ def train(args) -> Path:
     step = 0
     ema = None
     if state_dir is not None:
-        meta = load_optimizer_and_rng(optimizer, state_dir, device)
+        load_optimizer_and_rng(optimizer, state_dir, meta, device)
         step, ema = meta["step"], load_ema(model, state_dir, meta, device)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
