@@ -18,7 +18,7 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 from codefusion.loss import LossTerms
 from codefusion.model import CodeFusion
-from codefusion.sampler import MAX_K, Candidate, check_draws, prepare_prompts, rank
+from codefusion.sampler import MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank, voting_key
 
 DECODINGS = ("beam", "sample")
 
@@ -91,14 +91,17 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
 
     @torch.inference_mode()
     def generate_candidates(self, prompts: list[str], k: int = 5, decoding: str = "beam", seed: int = 0,
-                            max_new_tokens: int | None = None, draws: int | None = None) -> list[list[Candidate]]:
+                            max_new_tokens: int | None = None, draws: int | None = None,
+                            rank_by: str = "score") -> list[list[Candidate]]:
         """k candidates per prompt, best score first. draws > k (as in codefusion.sampler.generate): beam
-        width or number of samples `draws`, keeping the k best-scoring distinct programs."""
+        width or number of samples `draws`, keeping the k best-scoring distinct programs, or with
+        rank_by="vote" the k programs most of them agree on."""
         if decoding not in DECODINGS:
             raise CodeFusionError(f"unknown decoding {decoding!r}: choose beam or sample")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise CodeFusionError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
         check_draws(k, draws)
+        check_ranking(rank_by, k, draws)
         n_keep, k = k, draws or k   # k = sequences decoded per prompt
         prompts, _ = prepare_prompts(self, prompts)
         device = next(self.parameters()).device
@@ -126,4 +129,5 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                                    tokens=[self.tokenizer.decode([t]) for t in kept], token_ids=kept,
                                    probs=logp[: len(kept)].float().exp().tolist(),
                                    score=float(lp.mean()) if len(lp) else float("-inf")))
-        return [rank(cands[i * k:(i + 1) * k], n_keep) for i in range(len(prompts))]
+        key = voting_key(self, rank_by)
+        return [rank(cands[i * k:(i + 1) * k], n_keep, key) for i in range(len(prompts))]

@@ -41,6 +41,7 @@ class Answer:
 
     text: str
     score: float | None = None
+    votes: int | None = None   # draws that agreed on it (--rank vote)
 
 
 # ----------------------------------------------------------------------------- candidate sources
@@ -67,18 +68,20 @@ class ModelSource:
 
     def __init__(self, checkpoint: str, lang: str, steps: int, seed: int, sampler: str,
                  revision: str | None = None, device: str | None = None, decoding: str = "beam", clamp: bool = True,
-                 draws: int | None = None):
+                 draws: int | None = None, rank_by: str = "score"):
         from codefusion import sampler as sampler_module
 
         self.sampler_module = sampler_module
         self.model = sampler_module.load_model(checkpoint, revision=revision, device=device, lang=lang)
         self.steps, self.seed, self.sampler, self.decoding, self.clamp = steps, seed, sampler, decoding, clamp
-        self.draws = draws
+        self.draws, self.rank_by = draws, rank_by
         self.autoregressive = self.model.config.architecture == "autoregressive"
 
     @property
     def system(self) -> str:
         ranked = f", best distinct of {self.draws}" if self.draws else ""
+        if self.rank_by == "vote":
+            ranked = f", vote over {self.draws} draws"
         if self.autoregressive:
             return f"autoregressive T5 baseline ({self.decoding}{ranked})"
         return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'}{ranked})"
@@ -86,11 +89,13 @@ class ModelSource:
     def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
         prompts = [ex.nl for ex in batch]
         if self.autoregressive:
-            out = self.model.generate_candidates(prompts, k=k, decoding=self.decoding, seed=self.seed, draws=self.draws)
+            out = self.model.generate_candidates(prompts, k=k, decoding=self.decoding, seed=self.seed, draws=self.draws,
+                                                 rank_by=self.rank_by)
         else:
             out = self.sampler_module.generate(self.model, prompts, k=k, steps=self.steps, seed=self.seed,
-                                               sampler=self.sampler, clamp=self.clamp, draws=self.draws)
-        return [[Answer(c.text, float(c.score)) for c in cands] for cands in out]
+                                               sampler=self.sampler, clamp=self.clamp, draws=self.draws,
+                                               rank_by=self.rank_by)
+        return [[Answer(c.text, float(c.score), c.votes) for c in cands] for cands in out]
 
     def curve(self, examples: list[Example], k: int, n_tasks: int) -> dict:
         """Mean token edit distance of each step's x̂0 text to the final output and to the gold code."""
@@ -125,7 +130,8 @@ def score_task(lang: str, ex: Example, answers: list[Answer], k: int, latency: f
     top1 = answers[0].text if answers else ""
     return {
         "id": ex.id, "nl": ex.nl, "gold": ex.code,
-        "candidates": [{"text": a.text, "score": a.score, "correct": c} for a, c in zip(answers, correct)],
+        "candidates": [{"text": a.text, "score": a.score, "correct": c} | ({"votes": a.votes} if a.votes else {})
+                       for a, c in zip(answers, correct)],
         "solved_at": next((i + 1 for i, c in enumerate(correct) if c), None),
         "gold_valid": metrics.is_valid(lang, ex.code),
         "top1_valid": bool(answers) and metrics.is_valid(lang, top1),
@@ -247,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=None,
                    help="sample-and-rank: decode this many candidates per task (noise draws, samples or beams) and "
                         "keep the k best-scoring distinct programs (default: exactly k, duplicates kept)")
+    p.add_argument("--rank", default="score", choices=["score", "vote"],
+                   help="with --draws: keep the best-scoring distinct programs (score, default) or the programs most "
+                        "draws agree on by the language's metric (vote: Bash template, Python AST, CF rule tokens)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
@@ -272,6 +281,8 @@ def _check_args(args) -> None:
         raise CodeFusionError(f"--draws must be at least the largest --k ({max(args.k)}), got {args.draws}")
     if args.draws is not None and args.checkpoint is None:
         raise CodeFusionError("--draws ranks a model's candidates: it needs --checkpoint")
+    if args.rank == "vote" and (args.draws is None or args.draws <= max(args.k)):
+        raise CodeFusionError(f"--rank vote counts agreeing draws: pass --draws above the largest --k ({max(args.k)})")
     if args.curve and args.checkpoint is None:
         raise CodeFusionError("--curve follows the denoising steps of a model: it needs --checkpoint")
     if args.codebertscore and args.lang != "python":
@@ -289,7 +300,7 @@ def run(args) -> dict:
     k = max(ks)
     if args.checkpoint is not None:
         source = ModelSource(args.checkpoint, args.lang, args.steps, args.seed, args.sampler, args.revision, args.device,
-                             args.decoding, clamp=not args.no_clamp, draws=args.draws)
+                             args.decoding, clamp=not args.no_clamp, draws=args.draws, rank_by=args.rank)
         system = f"{source.system}: {args.checkpoint}"
     elif args.baseline == "retrieval":
         source = RetrievalSource(args.lang, args.split, data_dir)

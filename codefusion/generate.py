@@ -20,6 +20,10 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub repo id")
     p.add_argument("--revision", default=None, help="Hub revision (pin a commit for reproducible loads)")
     p.add_argument("--k", type=int, default=5, help="number of candidates (independent noise draws)")
+    p.add_argument("--draws", type=int, default=None,
+                   help="decode this many noise draws and keep k of them (sample-and-rank; default: exactly k)")
+    p.add_argument("--rank", default="score", choices=["score", "vote"],
+                   help="with --draws: best-scoring distinct programs (score) or those most draws agree on (vote)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (1..T)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim", choices=SAMPLERS)
@@ -32,7 +36,8 @@ def main(argv=None) -> int:
 
         model = load_model(args.checkpoint, revision=args.revision, device=args.device)
         start = time.perf_counter()
-        cands = generate(model, prompt, k=args.k, steps=args.steps, seed=args.seed, sampler=args.sampler)[0]
+        cands = generate(model, prompt, k=args.k, steps=args.steps, seed=args.seed, sampler=args.sampler,
+                         draws=args.draws, rank_by=args.rank)[0]
         seconds = time.perf_counter() - start
         notice = prepare_prompts(model, [prompt])[1] if prompt.strip() else ""
     except CodeFusionError as e:
@@ -42,12 +47,13 @@ def main(argv=None) -> int:
         print(f"warning: {notice}", file=sys.stderr)
     if args.json:
         json.dump({"prompt": prompt, "language": model.config.language, "steps": args.steps, "sampler": args.sampler,
-                   "seconds": seconds, "candidates": [{"rank": i + 1, "code": c.text, "score": c.score}
+                   "seconds": seconds, "candidates": [{"rank": i + 1, "code": c.text, "score": c.score, "votes": c.votes}
                                                        for i, c in enumerate(cands)]}, sys.stdout, indent=2)
         print()
     else:
         for i, c in enumerate(cands, 1):
-            print(f"#{i}  score {c.score:.3f}\n{c.text}\n")
+            votes = f", {c.votes} of {args.draws} draws" if c.votes else ""
+            print(f"#{i}  score {c.score:.3f}{votes}\n{c.text}\n")
         print(f"({len(cands)} candidates, {args.steps} {args.sampler} steps, {seconds:.2f} s)", file=sys.stderr)
     return 0
 

@@ -317,6 +317,17 @@ def is_valid(lang: str, code: str) -> bool:
     return cf.is_valid_rule(code)
 
 
+def program_key(lang: str, code: str) -> str:
+    """Which programs count as one for voting (no gold needed): the metric's own normal form where it has one
+    (Bash template, Python AST), the tokens of a CF rule (its execution needs the task's table)."""
+    if lang == "bash":
+        template = bash_template(code)
+        return template if template is not None else "\0" + bash_fallback_template(code)
+    if lang == "python":
+        return python_normalise(code)
+    return " ".join(code_tokens(code))
+
+
 def gold_issue(lang: str, example: Example) -> str | None:
     """Why the language's metric cannot use this gold program as is (None when it can)."""
     if lang == "cf":

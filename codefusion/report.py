@@ -34,12 +34,15 @@ def load_report(path: Path) -> dict:
 
 # the settings that make two evaluations the same system run (all but --seed and bookkeeping such as --out or --curve)
 SYSTEM_SETTINGS = ("lang", "split", "checkpoint", "revision", "baseline", "k", "steps", "sampler", "no_clamp",
-                   "decoding", "draws", "limit")
+                   "decoding", "draws", "rank", "limit")
+
+
+SETTING_DEFAULTS = {"rank": "score"}   # settings added later: reports written before them ran with the default
 
 
 def seed_key(report: dict) -> tuple:
     cfg = report.get("config", {})
-    return report["system"], json.dumps([cfg.get(k) for k in SYSTEM_SETTINGS], default=str)
+    return report["system"], json.dumps([cfg.get(k, SETTING_DEFAULTS.get(k)) for k in SYSTEM_SETTINGS], default=str)
 
 
 def _mean_of_all(values: list) -> float | None:

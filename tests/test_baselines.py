@@ -58,6 +58,11 @@ def test_ar_checkpoint_round_trips_and_decodes_k_ranked_candidates(tiny_ar, data
             assert 1 <= len(texts) <= 3 and len(set(texts)) == len(texts)
     with pytest.raises(CodeFusionError, match="draws"):
         model.generate_candidates(prompts, k=3, draws=2)
+    for cands in model.generate_candidates(prompts, k=3, decoding="sample", seed=0, draws=8, rank_by="vote"):
+        votes = [c.votes for c in cands]
+        assert 1 <= len(cands) <= 3 and sum(votes) <= 8 and votes == sorted(votes, reverse=True)
+    with pytest.raises(CodeFusionError, match="more draws"):
+        model.generate_candidates(prompts, k=3, rank_by="vote")
 
 
 def test_ar_labels_end_with_eos_and_ignore_padding():
@@ -97,6 +102,15 @@ def test_evaluate_cli_scores_the_ar_baseline(tiny_ar, data_dir, tmp_path):
     assert all(len(t["candidates"]) == 5 for t in report["tasks"])
     assert main(["--lang", "cf", "--split", "val", "--data-dir", str(data_dir), "--checkpoint", str(tiny_ar),
                  "--limit", "2", "--curve", str(tmp_path / "c.html"), "--out", str(out)]) == 2
+    voted = tmp_path / "vote.json"   # voting: the report says so and keeps each candidate's vote count
+    assert main(["--lang", "cf", "--split", "val", "--data-dir", str(data_dir), "--checkpoint", str(tiny_ar),
+                 "--limit", "4", "--decoding", "sample", "--k", "1", "3", "--draws", "8", "--rank", "vote",
+                 "--out", str(voted)]) == 0
+    report = json.loads(voted.read_text())
+    assert "vote over 8 draws" in report["system"] and report["config"]["rank"] == "vote"
+    for task in report["tasks"]:
+        votes = [c["votes"] for c in task["candidates"]]
+        assert 1 <= len(votes) <= 3 and sum(votes) <= 8 and votes == sorted(votes, reverse=True)
 
 
 def test_no_decoder_ablation_trains_and_samples_like_diffusion_lm(data_dir, tmp_path):

@@ -399,6 +399,42 @@ def test_more_draws_give_the_best_distinct_programs(tiny_bash_checkpoint):
     assert [c.score for c in ranked] == pytest.approx([best[t] for t in expected], abs=1e-5)
 
 
+def test_voting_ranks_by_agreement_then_score():
+    from codefusion.sampler import Candidate, rank
+
+    def cand(text, score):
+        return Candidate(text=text, tokens=text.split(), token_ids=[], probs=[], score=score)
+
+    cands = [cand("ls -a", -0.1), cand("ls -l /tmp", -0.9), cand("ls -l /home", -0.5), cand("ls -l /x", -0.7),
+             cand("du -h", -0.3), cand("du -h /", -0.8), cand("pwd", -0.2)]
+    key = lambda text: text.split()[0] + " " + text.split()[1] if " " in text else text  # noqa: E731
+    voted = rank(cands, 3, key)
+    # "ls -l" (3 draws) beats "du -h" (2); "ls -a" and "pwd" (1 each) are left to their scores
+    assert [(c.text, c.votes) for c in voted] == [("ls -l /home", 3), ("du -h", 2), ("ls -a", 1)]
+    assert [c.text for c in rank(cands, 3)] == ["ls -a", "pwd", "du -h"]   # by score alone
+    assert all(c.votes is None for c in cands), "voting leaves the draws as they were"
+
+
+def test_generate_votes_over_the_same_draws(tiny_bash_checkpoint):
+    from codefusion.metrics import program_key
+    from codefusion.sampler import generate, load_model, stream
+
+    model = load_model(tiny_bash_checkpoint)
+    prompt = "show disk usage"
+    voted = generate(model, prompt, k=3, steps=4, seed=1, draws=12, rank_by="vote")[0]
+    draws = list(stream(model, prompt, k=12, steps=4, seed=1, rounding=False))[-1].candidates
+    counts: dict[str, int] = {}
+    for c in draws:
+        counts[program_key("bash", c.text)] = counts.get(program_key("bash", c.text), 0) + 1
+    assert [c.votes for c in voted] == sorted(counts.values(), reverse=True)[:3]
+    assert [counts[program_key("bash", c.text)] for c in voted] == [c.votes for c in voted]
+    assert len({program_key("bash", c.text) for c in voted}) == len(voted)
+    with pytest.raises(CodeFusionError, match="more draws than k=3"):
+        generate(model, prompt, k=3, steps=2, rank_by="vote")
+    with pytest.raises(CodeFusionError, match="unknown ranking"):
+        generate(model, prompt, k=3, steps=2, draws=6, rank_by="majority")
+
+
 # --- bad input -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, message", [
     (dict(prompt=""), "prompt is empty"),

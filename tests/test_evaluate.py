@@ -96,6 +96,8 @@ def test_curve_survives_a_failed_png_export(tmp_path, monkeypatch, capsys):
     (["--lang", "bash", "--baseline", "gold", "--codebertscore"], "Python metric"),
     (["--lang", "cf", "--baseline", "retrieval", "--draws", "10"], "needs --checkpoint"),
     (["--lang", "cf", "--checkpoint", "x", "--k", "1", "5", "--draws", "3"], "--draws must be at least"),
+    (["--lang", "cf", "--checkpoint", "x", "--rank", "vote"], "--rank vote counts agreeing draws"),
+    (["--lang", "cf", "--checkpoint", "x", "--draws", "5", "--rank", "vote"], "--draws above the largest --k (5)"),
     (["--lang", "cf", "--checkpoint", "/nonexistent/checkpoint"], ""),
 ])
 def test_bad_arguments(args, message, tmp_path, data_dir, capsys):

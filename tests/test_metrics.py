@@ -132,3 +132,17 @@ def test_cf_dispatch_uses_execution():
     assert metrics.is_correct("cf", "$A2 = $A3", noisy)  # compared as text
     assert not metrics.is_correct("cf", "$A2=$A4", noisy)
     assert metrics.is_correct("cf", "$A2=$A3", noisy, gold_ok=False)  # the caller already checked the gold
+
+
+def test_program_key_groups_what_the_metric_counts_as_one_program():
+    same = [("bash", "ls -l /tmp", "ls  -l /home/me"), ("bash", "find . -name '*.py' | wc -l", "find /src -name x | wc -l"),
+            ("bash", "echo 'unclosed", "echo 'other"),   # bashlex rejects both: the fallback template
+            ("python", "x=(1)", "x = 1"), ("cf", "GreaterThan( 5 )", "GreaterThan(5)")]
+    for lang, a, b in same:
+        assert metrics.program_key(lang, a) == metrics.program_key(lang, b), (lang, a, b)
+    different = [("bash", "ls -l /tmp", "ls -a /tmp"), ("bash", "ls -l", "ls -l | wc -l"), ("python", "x = 1", "y = 1"),
+                 ("cf", "GreaterThan(5)", "GreaterThan(6)")]
+    for lang, a, b in different:
+        assert metrics.program_key(lang, a) != metrics.program_key(lang, b), (lang, a, b)
+    # a parsed template never equals a fallback one, whatever the text
+    assert metrics.program_key("bash", "echo 'x") != metrics.bash_fallback_template("echo 'x")
