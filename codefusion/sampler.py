@@ -202,7 +202,7 @@ def rank(cands: list[Candidate], k: int, key=None) -> list[Candidate]:
 
     key (a function of the text; voting, self-consistency style): the candidates are grouped by key, the groups
     with most draws come first (ties: best score), each answered by its best-scored member with its vote count.
-    Measured on Bash validation tasks, the score alone ranks worse: it favours short, confident programs."""
+    Which ranking serves better depends on the language (README, Results)."""
     ranked = sorted(cands, key=lambda c: -c.score)
     if key is not None:
         groups: dict = {}
@@ -232,8 +232,8 @@ def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed:
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise CodeFusionError("no prompts given")
+    run = _Run(model, prompts, k, steps, seed, sampler, clamp, draws)   # checks k, steps, draws, prompts first
     check_ranking(rank_by, k, draws)
-    run = _Run(model, prompts, k, steps, seed, sampler, clamp, draws)
     for _ in run.steps():
         pass
     cands, n, key = run.decode(with_rounding=False), run.k, voting_key(model, rank_by)
