@@ -79,9 +79,8 @@ class ModelSource:
 
     @property
     def system(self) -> str:
-        ranked = f", best distinct of {self.draws}" if self.draws else ""
-        if self.rank_by == "vote":
-            ranked = f", vote over {self.draws} draws"
+        ranked = "" if not self.draws else (f", vote over {self.draws} draws" if self.rank_by == "vote"
+                                            else f", best distinct of {self.draws}")
         if self.autoregressive:
             return f"autoregressive T5 baseline ({self.decoding}{ranked})"
         return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'}{ranked})"

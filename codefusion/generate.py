@@ -12,6 +12,7 @@ import time
 
 from codefusion.diffusion import SAMPLERS
 from codefusion.errors import CodeFusionError
+from codefusion.sampler import RANKINGS
 
 
 def main(argv=None) -> int:
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=5, help="number of candidates (independent noise draws)")
     p.add_argument("--draws", type=int, default=None,
                    help="decode this many noise draws and keep k of them (sample-and-rank; default: exactly k)")
-    p.add_argument("--rank", default="score", choices=["score", "vote"],
+    p.add_argument("--rank", default="score", choices=RANKINGS,
                    help="with --draws: best-scoring distinct programs (score) or those most draws agree on (vote)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (1..T)")
     p.add_argument("--seed", type=int, default=0)
