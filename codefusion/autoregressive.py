@@ -18,7 +18,8 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 from codefusion.loss import LossTerms
 from codefusion.model import CodeFusion
-from codefusion.sampler import MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank, voting_key
+from codefusion.sampler import (MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank, validity_check,
+                                voting_key)
 
 DECODINGS = ("beam", "sample")
 
@@ -92,10 +93,10 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
     @torch.inference_mode()
     def generate_candidates(self, prompts: list[str], k: int = 5, decoding: str = "beam", seed: int = 0,
                             max_new_tokens: int | None = None, draws: int | None = None,
-                            rank_by: str = "score") -> list[list[Candidate]]:
+                            rank_by: str = "score", valid_first: bool = False) -> list[list[Candidate]]:
         """k candidates per prompt, best score first. draws > k (as in codefusion.sampler.generate): beam
         width or number of samples `draws`, keeping the k best-scoring distinct programs, or with
-        rank_by="vote" the k programs most of them agree on."""
+        rank_by="vote" the k programs most of them agree on; valid_first: those that parse first."""
         if decoding not in DECODINGS:
             raise CodeFusionError(f"unknown decoding {decoding!r}: choose beam or sample")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -129,5 +130,5 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                                    tokens=[self.tokenizer.decode([t]) for t in kept], token_ids=kept,
                                    probs=logp[: len(kept)].float().exp().tolist(),
                                    score=float(lp.mean()) if len(lp) else float("-inf")))
-        key = voting_key(self, rank_by)
-        return [rank(cands[i * k:(i + 1) * k], n_keep, key) for i in range(len(prompts))]
+        key, valid = voting_key(self, rank_by), validity_check(self, valid_first)
+        return [rank(cands[i * k:(i + 1) * k], n_keep, key, valid) for i in range(len(prompts))]

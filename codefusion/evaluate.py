@@ -68,19 +68,20 @@ class ModelSource:
 
     def __init__(self, checkpoint: str, lang: str, steps: int, seed: int, sampler: str,
                  revision: str | None = None, device: str | None = None, decoding: str = "beam", clamp: bool = True,
-                 draws: int | None = None, rank_by: str = "score"):
+                 draws: int | None = None, rank_by: str = "score", valid_first: bool = False):
         from codefusion import sampler as sampler_module
 
         self.sampler_module = sampler_module
         self.model = sampler_module.load_model(checkpoint, revision=revision, device=device, lang=lang)
         self.steps, self.seed, self.sampler, self.decoding, self.clamp = steps, seed, sampler, decoding, clamp
-        self.draws, self.rank_by = draws, rank_by
+        self.draws, self.rank_by, self.valid_first = draws, rank_by, valid_first
         self.autoregressive = self.model.config.architecture == "autoregressive"
 
     @property
     def system(self) -> str:
         ranked = "" if not self.draws else (f", vote over {self.draws} draws" if self.rank_by == "vote"
                                             else f", best distinct of {self.draws}")
+        ranked += ", parsing first" if self.valid_first else ""
         if self.autoregressive:
             return f"autoregressive T5 baseline ({self.decoding}{ranked})"
         return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'}{ranked})"
@@ -89,11 +90,11 @@ class ModelSource:
         prompts = [ex.nl for ex in batch]
         if self.autoregressive:
             out = self.model.generate_candidates(prompts, k=k, decoding=self.decoding, seed=self.seed, draws=self.draws,
-                                                 rank_by=self.rank_by)
+                                                 rank_by=self.rank_by, valid_first=self.valid_first)
         else:
             out = self.sampler_module.generate(self.model, prompts, k=k, steps=self.steps, seed=self.seed,
                                                sampler=self.sampler, clamp=self.clamp, draws=self.draws,
-                                               rank_by=self.rank_by)
+                                               rank_by=self.rank_by, valid_first=self.valid_first)
         return [[Answer(c.text, float(c.score), c.votes) for c in cands] for cands in out]
 
     def curve(self, examples: list[Example], k: int, n_tasks: int) -> dict:
@@ -255,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", default="score", choices=["score", "vote"],
                    help="with --draws: keep the best-scoring distinct programs (score, default) or the programs most "
                         "draws agree on by the language's metric (vote: Bash template, Python AST, CF rule tokens)")
+    p.add_argument("--valid-first", action="store_true",
+                   help="rank a model's candidates that parse (the validity column's check) before those that do not")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
@@ -278,8 +281,9 @@ def _check_args(args) -> None:
             raise CodeFusionError(f"{name} must be at least 1, got {value}")
     if args.draws is not None and args.draws < max(args.k):
         raise CodeFusionError(f"--draws must be at least the largest --k ({max(args.k)}), got {args.draws}")
-    if args.draws is not None and args.checkpoint is None:
-        raise CodeFusionError("--draws ranks a model's candidates: it needs --checkpoint")
+    for flag, used in (("--draws", args.draws is not None), ("--valid-first", args.valid_first)):
+        if used and args.checkpoint is None:
+            raise CodeFusionError(f"{flag} ranks a model's candidates: it needs --checkpoint")
     if args.rank == "vote" and (args.draws is None or args.draws <= max(args.k)):
         raise CodeFusionError(f"--rank vote counts agreeing draws: pass --draws above the largest --k ({max(args.k)})")
     if args.curve and args.checkpoint is None:
@@ -299,7 +303,8 @@ def run(args) -> dict:
     k = max(ks)
     if args.checkpoint is not None:
         source = ModelSource(args.checkpoint, args.lang, args.steps, args.seed, args.sampler, args.revision, args.device,
-                             args.decoding, clamp=not args.no_clamp, draws=args.draws, rank_by=args.rank)
+                             args.decoding, clamp=not args.no_clamp, draws=args.draws, rank_by=args.rank,
+                             valid_first=args.valid_first)
         system = f"{source.system}: {args.checkpoint}"
     elif args.baseline == "retrieval":
         source = RetrievalSource(args.lang, args.split, data_dir)

@@ -25,6 +25,7 @@ def main(argv=None) -> int:
                    help="decode this many noise draws and keep k of them (sample-and-rank; default: exactly k)")
     p.add_argument("--rank", default="score", choices=RANKINGS,
                    help="with --draws: best-scoring distinct programs (score) or those most draws agree on (vote)")
+    p.add_argument("--valid-first", action="store_true", help="programs that parse before those that do not")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (1..T)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim", choices=SAMPLERS)
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
         model = load_model(args.checkpoint, revision=args.revision, device=args.device)
         start = time.perf_counter()
         cands = generate(model, prompt, k=args.k, steps=args.steps, seed=args.seed, sampler=args.sampler,
-                         draws=args.draws, rank_by=args.rank)[0]
+                         draws=args.draws, rank_by=args.rank, valid_first=args.valid_first)[0]
         seconds = time.perf_counter() - start
         notice = prepare_prompts(model, [prompt])[1] if prompt.strip() else ""
     except CodeFusionError as e:

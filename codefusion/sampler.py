@@ -196,38 +196,45 @@ def stream(model, prompt: str, k: int = 5, steps: int = 20, seed: int = 0, sampl
                     candidates=run.decode(rounding), final=i == steps, notice=run.notice)
 
 
-def rank(cands: list[Candidate], k: int, key=None) -> list[Candidate]:
+def rank(cands: list[Candidate], k: int, key=None, valid=None) -> list[Candidate]:
     """Best score first. With more than k candidates (sample-and-rank), each program text once (its best-scored
     copy), at most k of them; with exactly k, all of them, duplicates kept.
 
     key (a function of the text; voting, self-consistency style): the candidates are grouped by key, the groups
     with most draws come first (ties: best score), each answered by its best-scored member with its vote count.
+    valid (a function of the text): the programs it accepts come first, each part in the order above (on CF and
+    Python a program that does not parse cannot be right; Bash's metric can still match one by its token template).
     Which ranking serves better depends on the language (README, Results)."""
     ranked = sorted(cands, key=lambda c: -c.score)
     if key is not None:
         groups: dict = {}
         for c in ranked:
             groups.setdefault(key(c.text), []).append(c)
-        best = sorted(groups.values(), key=lambda g: (-len(g), -g[0].score))[:k]
-        return [replace(g[0], votes=len(g)) for g in best]
+        best = sorted(groups.values(), key=lambda g: (-len(g), -g[0].score))
+        if valid is not None:
+            best = sorted(best, key=lambda g: not valid(g[0].text))   # stable: the vote order within each part
+        return [replace(g[0], votes=len(g)) for g in best[:k]]
     if len(cands) > k:
         first: dict[str, Candidate] = {}
         for c in ranked:
             first.setdefault(c.text, c)   # dicts keep insertion order: still best first
         ranked = list(first.values())
+    if valid is not None:
+        ranked = sorted(ranked, key=lambda c: not valid(c.text))   # stable: by score within each part
     return ranked[:k]
 
 
 @torch.inference_mode()
 def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed: int = 0,
              sampler: str = "ddim", clamp: bool = True, draws: int | None = None,
-             rank_by: str = "score") -> list[list[Candidate]]:
+             rank_by: str = "score", valid_first: bool = False) -> list[list[Candidate]]:
     """k ranked candidates (best score first) for each prompt; all prompts x draws run as one batch.
 
     draws=None (or k): k noise draws, k candidates, duplicates kept. draws > k: sample-and-rank,
     the k best-scoring distinct programs of `draws` noise draws (fewer when fewer are distinct):
     draws that land on the same program otherwise waste top-k slots. rank_by="vote" (needs
     draws > k): the k programs most draws agree on, by the language's metric (see `rank`).
+    valid_first: programs that parse (metrics.is_valid) before those that do not.
     A single prompt string gives a list holding one list."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -237,7 +244,8 @@ def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed:
     for _ in run.steps():
         pass
     cands, n, key = run.decode(with_rounding=False), run.k, voting_key(model, rank_by)
-    return [rank(cands[i * n:(i + 1) * n], k, key) for i in range(len(prompts))]
+    valid = validity_check(model, valid_first)
+    return [rank(cands[i * n:(i + 1) * n], k, key, valid) for i in range(len(prompts))]
 
 
 def voting_key(model, rank_by: str):
@@ -249,3 +257,14 @@ def voting_key(model, rank_by: str):
 
     lang = model.config.language
     return lambda text: program_key(lang, text)
+
+
+def validity_check(model, valid_first: bool):
+    """The function `rank` puts parsing programs first with (None when it does not): the checkpoint's
+    language's `metrics.is_valid`."""
+    if not valid_first:
+        return None
+    from codefusion.metrics import is_valid
+
+    lang = model.config.language
+    return lambda text: is_valid(lang, text)

@@ -11,6 +11,7 @@ import torch
 from codefusion.config import preset
 from codefusion.errors import CodeFusionError
 from codefusion.loss import codefusion_loss
+from codefusion.metrics import is_valid
 from codefusion.model import CodeFusion
 
 from conftest import train_tiny
@@ -63,6 +64,10 @@ def test_ar_checkpoint_round_trips_and_decodes_k_ranked_candidates(tiny_ar, data
         assert 1 <= len(cands) <= 3 and sum(votes) <= 8 and votes == sorted(votes, reverse=True)
     with pytest.raises(CodeFusionError, match="more draws"):
         model.generate_candidates(prompts, k=3, rank_by="vote")
+    for plain, first in zip(model.generate_candidates(prompts, k=4, decoding="sample", seed=1),
+                            model.generate_candidates(prompts, k=4, decoding="sample", seed=1, valid_first=True)):
+        ok = [is_valid("cf", c.text) for c in first]
+        assert sorted(c.text for c in plain) == sorted(c.text for c in first) and ok == sorted(ok, reverse=True)
 
 
 def test_ar_labels_end_with_eos_and_ignore_padding():
@@ -111,6 +116,15 @@ def test_evaluate_cli_scores_the_ar_baseline(tiny_ar, data_dir, tmp_path):
     for task in report["tasks"]:
         votes = [c["votes"] for c in task["candidates"]]
         assert 1 <= len(votes) <= 3 and sum(votes) <= 8 and votes == sorted(votes, reverse=True)
+    first = tmp_path / "valid.json"
+    assert main(["--lang", "cf", "--split", "val", "--data-dir", str(data_dir), "--checkpoint", str(tiny_ar),
+                 "--limit", "4", "--decoding", "sample", "--valid-first", "--out", str(first)]) == 0
+    report = json.loads(first.read_text())
+    assert report["system"].startswith("autoregressive T5 baseline (sample, parsing first)")
+    assert report["config"]["valid_first"] is True
+    for task in report["tasks"]:
+        ok = [is_valid("cf", c["text"]) for c in task["candidates"]]
+        assert ok == sorted(ok, reverse=True)
 
 
 def test_no_decoder_ablation_trains_and_samples_like_diffusion_lm(data_dir, tmp_path):

@@ -413,6 +413,33 @@ def test_voting_ranks_by_agreement_then_score():
     assert [(c.text, c.votes) for c in voted] == [("ls -l /home", 3), ("du -h", 2), ("ls -a", 1)]
     assert [c.text for c in rank(cands, 3)] == ["ls -a", "pwd", "du -h"]   # by score alone
     assert all(c.votes is None for c in cands), "voting leaves the draws as they were"
+    parses = lambda text: text.startswith("ls -l")   # noqa: E731 - a stand-in for metrics.is_valid
+    # valid first: the accepted ones by score, then the rest by score; with voting, the vote order within each part
+    assert [c.text for c in rank(cands, 3, valid=parses)] == ["ls -l /home", "ls -l /x", "ls -l /tmp"]
+    assert [c.text for c in rank(cands, 7, valid=parses)][3:] == ["ls -a", "pwd", "du -h", "du -h /"]
+    assert [(c.text, c.votes) for c in rank(cands, 3, key, valid=parses)] == [("ls -l /home", 3), ("du -h", 2),
+                                                                               ("ls -a", 1)]
+    assert [c.text for c in rank(cands, 2, key, valid=lambda t: t == "pwd")] == ["pwd", "ls -l /home"]
+
+
+def test_generate_valid_first_reorders_the_same_draws(tiny_bash_checkpoint):
+    from codefusion.metrics import bash_valid
+    from codefusion.sampler import generate, load_model
+
+    model = load_model(tiny_bash_checkpoint)
+    prompts = ["show disk usage", "list files", "count lines in a file"]
+    plain = generate(model, prompts, k=6, steps=3, seed=2)
+    first = generate(model, prompts, k=6, steps=3, seed=2, valid_first=True)
+    seen = set()
+    for a, b in zip(plain, first):
+        assert sorted((c.text, c.score) for c in a) == sorted((c.text, c.score) for c in b)  # the same draws
+        ok = [bash_valid(c.text) for c in b]
+        assert ok == sorted(ok, reverse=True), "every program that parses comes before every one that does not"
+        for part in (True, False):
+            scores = [c.score for c, v in zip(b, ok) if v is part]
+            assert scores == sorted(scores, reverse=True)
+        seen |= set(ok)
+    assert seen == {True, False}, "the tiny model should give both kinds, or the test checks nothing"
 
 
 def test_generate_votes_over_the_same_draws(tiny_bash_checkpoint):

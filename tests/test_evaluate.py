@@ -95,6 +95,7 @@ def test_curve_survives_a_failed_png_export(tmp_path, monkeypatch, capsys):
     (["--lang", "cf", "--baseline", "gold", "--curve", "x.html"], "needs --checkpoint"),
     (["--lang", "bash", "--baseline", "gold", "--codebertscore"], "Python metric"),
     (["--lang", "cf", "--baseline", "retrieval", "--draws", "10"], "needs --checkpoint"),
+    (["--lang", "cf", "--baseline", "retrieval", "--valid-first"], "--valid-first ranks a model's candidates"),
     (["--lang", "cf", "--checkpoint", "x", "--k", "1", "5", "--draws", "3"], "--draws must be at least"),
     (["--lang", "cf", "--checkpoint", "x", "--rank", "vote"], "--rank vote counts agreeing draws"),
     (["--lang", "cf", "--checkpoint", "x", "--draws", "5", "--rank", "vote"], "--draws above the largest --k (5)"),
