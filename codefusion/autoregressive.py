@@ -18,8 +18,7 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 from codefusion.loss import LossTerms
 from codefusion.model import CodeFusion
-from codefusion.sampler import (MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank, validity_check,
-                                voting_key)
+from codefusion.sampler import MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank, rank_functions
 
 DECODINGS = ("beam", "sample")
 
@@ -130,5 +129,5 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                                    tokens=[self.tokenizer.decode([t]) for t in kept], token_ids=kept,
                                    probs=logp[: len(kept)].float().exp().tolist(),
                                    score=float(lp.mean()) if len(lp) else float("-inf")))
-        key, valid = voting_key(self, rank_by), validity_check(self, valid_first)
+        key, valid = rank_functions(self, rank_by, valid_first)
         return [rank(cands[i * k:(i + 1) * k], n_keep, key, valid) for i in range(len(prompts))]

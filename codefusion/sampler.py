@@ -243,28 +243,17 @@ def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed:
     check_ranking(rank_by, k, draws)
     for _ in run.steps():
         pass
-    cands, n, key = run.decode(with_rounding=False), run.k, voting_key(model, rank_by)
-    valid = validity_check(model, valid_first)
+    cands, n = run.decode(with_rounding=False), run.k
+    key, valid = rank_functions(model, rank_by, valid_first)
     return [rank(cands[i * n:(i + 1) * n], k, key, valid) for i in range(len(prompts))]
 
 
-def voting_key(model, rank_by: str):
-    """The grouping function `rank` votes with (None when ranking by score): the checkpoint's language's
-    `metrics.program_key`."""
-    if rank_by != "vote":
-        return None
-    from codefusion.metrics import program_key
+def rank_functions(model, rank_by: str, valid_first: bool):
+    """The (key, valid) pair `rank` takes, for the checkpoint's language: `metrics.program_key` to vote with
+    (None when ranking by score) and `metrics.is_valid` to put parsing programs first (None when not asked)."""
+    from codefusion.metrics import is_valid, program_key
 
     lang = model.config.language
-    return lambda text: program_key(lang, text)
-
-
-def validity_check(model, valid_first: bool):
-    """The function `rank` puts parsing programs first with (None when it does not): the checkpoint's
-    language's `metrics.is_valid`."""
-    if not valid_first:
-        return None
-    from codefusion.metrics import is_valid
-
-    lang = model.config.language
-    return lambda text: is_valid(lang, text)
+    key = (lambda text: program_key(lang, text)) if rank_by == "vote" else None
+    valid = (lambda text: is_valid(lang, text)) if valid_first else None
+    return key, valid
