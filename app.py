@@ -50,6 +50,9 @@ DEFAULT_FPS = 12          # playback speed: at most this many frames per second 
 MAX_FPS = 60              # 0 means "send every frame"
 DEFAULT_SAMPLER = "ddim"
 DEFAULT_T = 1200
+# How the k candidates are ranked (README, Results: parsing first lifts CF's and Python's top-1 validity).
+RANKINGS = {"score": "by score", "valid-first": "parsing programs first, then by score"}
+DEFAULT_RANKING = "score"
 MAX_REPLAY_FRAMES = 240   # a replay of a long trajectory shows at most this many (evenly spaced) frames
 
 
@@ -385,6 +388,7 @@ class Request:
     seed: int
     sampler: str
     fps: float
+    ranking: str = DEFAULT_RANKING
 
 
 @dataclass
@@ -426,7 +430,7 @@ def _whole(name: str, value, lo: int, hi: int) -> int:
     return int(f)
 
 
-def validate(prompt, language, steps, k, seed, sampler, fps) -> Request:
+def validate(prompt, language, steps, k, seed, sampler, fps, ranking=DEFAULT_RANKING) -> Request:
     """Check every input as the widgets would (API callers can send anything); ValueError says what is wrong."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("Type a request first: describe the code you want, or pick an example.")
@@ -446,7 +450,11 @@ def validate(prompt, language, steps, k, seed, sampler, fps) -> Request:
         raise ValueError(f"Playback speed must be a number from 0 to {MAX_FPS} frames/s.") from None
     if not math.isfinite(fps) or not 0 <= fps <= MAX_FPS:
         raise ValueError(f"Playback speed must be from 0 to {MAX_FPS} frames/s (0 sends every frame), got {fps:g}.")
-    return Request(prompt, language, steps, k, seed, sampler, fps)
+    if ranking is None:  # an API caller that left it out
+        ranking = DEFAULT_RANKING
+    if not isinstance(ranking, str) or ranking not in RANKINGS:
+        raise ValueError(f"Ranking must be one of {', '.join(RANKINGS)}, got {str(ranking)[:40]!r}.")
+    return Request(prompt, language, steps, k, seed, sampler, fps, ranking)
 
 
 @GPU
@@ -465,12 +473,12 @@ def _message(text: str, kind: str = "warn") -> str:
 def _status_done(traj: Trajectory, last, stopped: bool) -> str:
     lang = traj.info.lang
     n_valid = sum(view.valid(lang, c.text) for c in last.candidates)
-    rk = view.ranks(last.candidates)
+    rk = view.run_ranks(last.candidates, traj.info)
     best = rk.index(1)
     rate = last.step / last.elapsed if last.elapsed > 0 else 0.0
     head = (f"Stopped at step {last.step} of {last.total_steps}" if stopped
             else f"Done: {last.step} steps in {last.elapsed:.2f} s ({rate:.0f} steps/s)")
-    text = (f"<b>{head}</b> · best by score: draw {best + 1} · {n_valid} of {len(last.candidates)} "
+    text = (f"<b>{head}</b> · best {view.rank_label(traj.info)}: draw {best + 1} · {n_valid} of {len(last.candidates)} "
             f"valid · drag the slider to revisit any step")
     if last.notice:
         text += f" · {view.esc(last.notice)}"
@@ -499,11 +507,11 @@ def _refusal(message: str, kind: str = "warn"):
     return (gr.skip(), _message(view.esc(message), kind), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
 
 
-def generate(prompt, language, steps, k, seed, sampler, fps):
+def generate(prompt, language, steps, k, seed, sampler, fps, ranking=DEFAULT_RANKING):
     """Generate event: stream frames to the page while the sampler runs (at most `fps` per second,
     always the last), then the plots, the scrubber and the JSON download."""
     try:
-        req = validate(prompt, language, steps, k, seed, sampler, fps)
+        req = validate(prompt, language, steps, k, seed, sampler, fps, ranking)
     except ValueError as e:
         yield _refusal(str(e))
         return
@@ -515,7 +523,7 @@ def generate(prompt, language, steps, k, seed, sampler, fps):
     info = view.RunInfo(
         lang=req.lang, T=DEFAULT_T, gold=ex.code if ex else None, gold_source=ex.source if ex else "",
         table=table, prompt=req.prompt,
-        settings=dict(steps=req.steps, k=req.k, seed=req.seed, sampler=req.sampler))
+        settings=dict(steps=req.steps, k=req.k, seed=req.seed, sampler=req.sampler, ranking=req.ranking))
     if req.lang == "cf":
         info.sheet = view.cf_display_table(table, [info.gold or ""]) if table or info.gold else DEFAULT_CF_TABLE
     src = REGISTRY.sources[req.lang]
@@ -563,6 +571,20 @@ def stop(traj):
     if traj.done or not frames:
         return nothing
     return _summary(traj, frames, stopped=True)
+
+
+def rerank(traj, ranking):
+    """Ranking changed: re-rank a finished or stopped run's candidates in place (no model call); a running
+    generation keeps the ranking it started with, and the next one uses the new choice."""
+    nothing = (gr.skip(),) * 7
+    if not isinstance(traj, Trajectory) or not isinstance(ranking, str) or ranking not in RANKINGS:
+        return nothing
+    with traj.lock:
+        frames, finished = list(traj.frames), traj.done or traj.stopped
+    if not finished or not frames or traj.info.settings.get("ranking") == ranking:
+        return nothing
+    traj.info.settings["ranking"] = ranking
+    return _summary(traj, frames, stopped=not traj.done)
 
 
 def show_step(traj, step):
@@ -651,7 +673,8 @@ draws give k candidates). At every step N predicts x&#770;<sub>0</sub> from x<su
 (DDIM, DPM-Solver++ or DDPM) removes a scheduled share of the noise, moving x<sub>t</sub> towards that
 prediction. Fewer steps are faster and rougher. The paper runs D and H once, after the last step; this page
 runs them after every step so that you can watch the program form. Candidates are ranked by the mean
-log-probability H gives their tokens.
+log-probability H gives their tokens; with *Ranking: parsing programs first*, the programs that parse come first
+(each group still by that score), which on the benchmarks makes the top candidate valid far more often.
 
 **Reading the page.** Tokens with a coloured background changed in the step shown; a dotted underline means
 H gave the token a probability under 0.5 (hover for the value). The *edit distance* plot shows how far each
@@ -823,6 +846,10 @@ def build_demo() -> gr.Blocks:
                     with gr.Row():
                         seed = gr.Number(DEFAULT_SEED, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", min_width=100)
                         sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler", min_width=120)
+                    ranking = gr.Radio([(label, value) for value, label in RANKINGS.items()], value=DEFAULT_RANKING,
+                                       label="Ranking", elem_id="cf-ranking",
+                                       info="the order of the k candidates: by H's mean log-probability, or those "
+                                            "that parse first")
                     fps = gr.Slider(0, MAX_FPS, value=DEFAULT_FPS, step=1, label="Playback speed (frames/s)",
                                     info="most frames per second sent to the page; 0 sends every step")
             with gr.Column(scale=8, min_width=420):
@@ -851,7 +878,7 @@ def build_demo() -> gr.Blocks:
                 "small models trained on the paper's released data</div>")
 
         outputs = [frame_html, status, scrub, ed_plot, settle_plot, download, traj_state]
-        inputs = [prompt, language, steps, k, seed, sampler, fps]
+        inputs = [prompt, language, steps, k, seed, sampler, fps, ranking]
         run_event = gr.on([run_btn.click, prompt.submit], generate, inputs=inputs, outputs=outputs,
                           api_name="generate", concurrency_limit=CONCURRENCY, show_progress="hidden",
                           api_description=f"Stream the denoising trajectory; outputs: {OUTPUTS_DOC}.")
@@ -859,6 +886,8 @@ def build_demo() -> gr.Blocks:
                                         api_visibility="private", concurrency_limit=None, show_progress="hidden")
         stop_btn.click(stop, inputs=[traj_state], outputs=outputs, cancels=[run_event, replay_event],
                        api_visibility="private", concurrency_limit=None, show_progress="hidden")
+        ranking.change(rerank, inputs=[traj_state, ranking], outputs=outputs, api_visibility="private",
+                       concurrency_limit=None, show_progress="hidden")
         scrub.input(show_step, inputs=[traj_state, scrub], outputs=frame_html, api_visibility="private",
                     trigger_mode="always_last", concurrency_limit=None, show_progress="hidden")
         language.change(change_language, inputs=language, outputs=[examples, model_info, steps], api_visibility="private",

@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from pygments.lexer import RegexLexer
 from pygments.lexers import BashLexer, PythonLexer
@@ -231,9 +231,11 @@ class RunInfo:
     settings: dict = field(default_factory=dict)
 
 
-def ranks(candidates) -> list[int]:
-    """1-based rank of each candidate by score (best first), in noise-draw order."""
-    order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
+def ranks(candidates, valid=None) -> list[int]:
+    """1-based rank of each candidate by score (best first), in noise-draw order. valid (a function of the
+    text): the programs it accepts first, each part by score (`sampler.rank`'s "parsing first")."""
+    accepted = [True if valid is None else valid(c.text) for c in candidates]
+    order = sorted(range(len(candidates)), key=lambda i: (not accepted[i], -candidates[i].score))
     out = [0] * len(candidates)
     for r, i in enumerate(order, start=1):
         out[i] = r
@@ -243,6 +245,15 @@ def ranks(candidates) -> list[int]:
 @lru_cache(maxsize=4096)
 def valid(lang: str, text: str) -> bool:
     return bool(text.strip()) and metrics.is_valid(lang, text)
+
+
+def run_ranks(candidates, info: RunInfo) -> list[int]:
+    """The ranks the page shows: by score, or parsing programs first when the run asked for it."""
+    return ranks(candidates, partial(valid, info.lang) if info.settings.get("ranking") == "valid-first" else None)
+
+
+def rank_label(info: RunInfo) -> str:
+    return "parsing first, then by score" if info.settings.get("ranking") == "valid-first" else "by score"
 
 
 def _badges(lang: str, cand, rank: int, k: int, changed: tuple[int, int], gold: str | None, info: RunInfo) -> str:
@@ -259,7 +270,7 @@ def _badges(lang: str, cand, rank: int, k: int, changed: tuple[int, int], gold: 
     b.append(f'<span class="badge dim score" title="mean log-probability of its tokens (ranking score)">'
              f'score {cand.score:.2f}</span>')
     if k > 1:
-        b.append(f'<span class="badge dim rank{" top" if rank == 1 else ""}" title="rank by score">#{rank} of {k}</span>')
+        b.append(f'<span class="badge dim rank{" top" if rank == 1 else ""}" title="rank {rank_label(info)}">#{rank} of {k}</span>')
     b.append(f'<span class="badge delta cf-dec" title="tokens of the decoder output that changed in this step">'
              f'&#916; {changed[0]}</span><span class="badge delta cf-rnd" title="rounded tokens that changed in this step">'
              f'&#916; {changed[1]}</span>')
@@ -304,7 +315,7 @@ def render_frame(frames: list, index: int, info: RunInfo, shown_as: str = "") ->
     frame = frames[index]
     prev = frames[index - 1] if index > 0 else None
     k = len(frame.candidates)
-    rk = ranks(frame.candidates)
+    rk = run_ranks(frame.candidates, info)
     parts = [step_header(frame, info.T, shown_as)]
     if frame.notice:
         parts.append(f'<div class="cf-notice">&#9888; {esc(frame.notice)}</div>')
@@ -451,7 +462,7 @@ def trajectory_dict(frames: list, info: RunInfo, model_name: str = "", stopped: 
     last = frames[-1] if frames else None
     ranking = []
     if last is not None:
-        rk = ranks(last.candidates)
+        rk = run_ranks(last.candidates, info)
         ranking = sorted(({"draw": i + 1, "rank": rk[i], "code": c.text, "score": c.score,
                            "valid": valid(info.lang, c.text)} for i, c in enumerate(last.candidates)),
                          key=lambda d: d["rank"])

@@ -48,7 +48,7 @@ class Recipe:
 
 # Settings an --init checkpoint fixes (its shapes and tokenizer).
 INIT_FIXED = ("code_len", "vocab_size", "decoder_layers", "tie_head", "share_embedding", "self_condition", "embed_scale",
-              "encoder")
+              "dropout", "encoder")
 
 # Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
 PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
@@ -269,7 +269,8 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
     on_off = lambda v: None if v is None else v == "on"  # noqa: E731
     overrides = dict(code_len=args.code_len, decoder_layers=args.decoder_layers, tie_head=on_off(args.tie_head),
                      embed_scale=args.embed_scale, sentence_case_prompts=args.sentence_case_prompts or None,
-                     share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition))
+                     share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition),
+                     dropout=args.dropout)
     if args.encoder:
         from transformers import T5EncoderModel
 
@@ -466,6 +467,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--self-condition", choices=["on", "off"], default=None)
     p.add_argument("--embed-scale", type=float, default=None,
                    help="RMS of L's code vectors (default 1); below 1 the noise hides more (Difformer's noise factor)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="dropout in E and N (default: the preset's; the modules are built with it, so not with --init)")
     p.add_argument("--sentence-case-prompts", action="store_true",
                    help="upper-case each prompt's first letter before the encoder, in training and sampling")
     p.add_argument("--architecture", choices=["codefusion", "autoregressive"], default="codefusion",
@@ -494,6 +497,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
     if args.embed_scale is not None and not 0 < args.embed_scale < float("inf"):
         p.error(f"--embed-scale must be a positive number, got {args.embed_scale}")
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     for name in ("batch_size", "code_len", "vocab_size", "eval_every", "save_every", "stop_after"):
         v = getattr(args, name)
         if v is not None and v < 1:

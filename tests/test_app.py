@@ -59,8 +59,8 @@ def app(chatty_cf, tiny_bash_checkpoint):
     torch.set_num_threads(threads)
 
 
-def run(app, prompt=PROMPT, language="cf", steps=6, k=3, seed=0, sampler="ddim", fps=0):
-    return list(app.generate(prompt, language, steps, k, seed, sampler, fps))
+def run(app, prompt=PROMPT, language="cf", steps=6, k=3, seed=0, sampler="ddim", fps=0, **ranking):
+    return list(app.generate(prompt, language, steps, k, seed, sampler, fps, **ranking))
 
 
 def steps_shown(html: str) -> int:
@@ -192,6 +192,7 @@ BAD = [
     dict(seed=-1), dict(seed=2**40), dict(seed="abc"), dict(seed=1.5),
     dict(sampler="euler"), dict(sampler=None), dict(sampler=["ddim"]),
     dict(fps=-1), dict(fps=61), dict(fps="fast"), dict(fps=float("nan")), dict(fps=None),
+    dict(ranking="vote"), dict(ranking=["score"]), dict(ranking=1),
 ]
 
 
@@ -425,6 +426,63 @@ def test_ranks_follow_scores():
     frame = _frame(1, 1, [[("a", 1)], [("b", 2)], [("c", 3)]])
     frame.candidates[2].score = 5.0
     assert view.ranks(frame.candidates) == [2, 3, 1]
+
+
+def test_ranks_parsing_first():
+    frame = _frame(1, 1, [[("x", 1), ("(", 2)], [("LessThan", 3), ("(", 2), ("3", 4), (")", 5)],
+                          [("GreaterThan", 6), ("(", 2), ("5", 7)], [("TextEquals", 8), ("(", 2), ("a", 9), (")", 5)]])
+    assert view.ranks(frame.candidates) == [1, 2, 3, 4]                          # scores fall with the draw
+    assert view.ranks(frame.candidates, lambda t: view.valid("cf", t)) == [3, 1, 4, 2]   # parsing ones, then by score
+
+
+def _synthetic_run(app, ranking):
+    """A finished CF run of 2 steps whose best-scored draw does not parse."""
+    toks = [[("GreaterThan", 6), ("(", 2), ("5", 7)], [("LessThan", 3), ("(", 2), ("3", 4), (")", 5)]]
+    info = view.RunInfo(lang="cf", prompt=PROMPT, settings=dict(steps=2, k=2, seed=0, sampler="ddim", ranking=ranking))
+    traj = app.Trajectory(info=info, model_name="synthetic", frames=[_frame(1, 2, toks), _frame(2, 2, toks)], done=True)
+    return traj
+
+
+def test_parsing_first_ranking_in_page_status_and_export(app):
+    by_score, parsing = _synthetic_run(app, "score"), _synthetic_run(app, "valid-first")
+    html, status, *_ = app._summary(by_score, by_score.frames)
+    assert "best by score: draw 1" in status and 'data-draw="1"' in html.split('cf-card best')[1][:80]
+    html, status, _, _, _, download, _ = app._summary(parsing, parsing.frames)
+    assert "best parsing first, then by score: draw 2" in status
+    assert 'data-draw="2"' in html.split('cf-card best')[1][:80] and "rank parsing first" in html
+    data = json.loads(Path(download.constructor_args["value"]).read_text())
+    assert data["settings"]["ranking"] == "valid-first"
+    assert [(r["draw"], r["valid"]) for r in data["ranking"]] == [(2, True), (1, False)]
+
+
+def test_changing_the_ranking_reranks_a_finished_run_without_the_model(app, monkeypatch):
+    import gradio as gr
+
+    traj = _synthetic_run(app, "score")
+    monkeypatch.setattr(app, "sample_frames", None)          # no model call possible
+    html, status, scrub, *_ , state = app.rerank(traj, "valid-first")
+    assert state is traj and traj.info.settings["ranking"] == "valid-first"
+    assert "draw 2" in status and scrub.value == 2
+    assert app.rerank(traj, "valid-first") == (gr.skip(),) * 7   # unchanged: nothing to do
+    assert app.rerank(None, "score") == (gr.skip(),) * 7
+    assert app.rerank(traj, "vote") == (gr.skip(),) * 7
+    running = _synthetic_run(app, "score")
+    running.done = False                                       # a generation still streaming keeps its ranking
+    assert app.rerank(running, "valid-first") == (gr.skip(),) * 7 and running.info.settings["ranking"] == "score"
+
+
+def test_generate_with_parsing_first(app):
+    outs = list(app.generate(PROMPT, "cf", 3, 3, 0, "ddim", 0, "valid-first"))
+    traj = outs[-1][-1]
+    assert traj.info.settings["ranking"] == "valid-first" and "parsing first" in outs[-1][1]
+    cands = traj.frames[-1].candidates
+    order = sorted(range(3), key=lambda i: view.run_ranks(cands, traj.info)[i])
+    flags = [view.valid("cf", cands[i].text) for i in order]
+    assert flags == sorted(flags, reverse=True)                # every parsing program before any other
+    for part in (True, False):
+        scores = [cands[i].score for i in order if view.valid("cf", cands[i].text) == part]
+        assert scores == sorted(scores, reverse=True)
+    assert len(list(app.generate(PROMPT, "cf", 3, 3, 0, "ddim", 0, None))[-1][-1].frames) == 3   # API default
 
 
 def test_nan_free_json_export(app):

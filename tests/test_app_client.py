@@ -87,6 +87,23 @@ def test_api_frame_rate_cap_still_sends_the_last_frame(client):
     assert seen[0] == 1 and seen[-1] == 30 and len(seen) < 30
 
 
+def test_api_ranking_is_optional_and_checked(client):
+    """Callers written before the Ranking input (seven arguments) get the default; a named ranking is recorded."""
+    from gradio_client.exceptions import AppError
+
+    out = client.predict("Format cells greater than 50", "cf", 2, 2, 0, "ddim", 0, "valid-first", api_name="/generate")
+    assert "parsing first" in out[1]
+    assert json.loads(Path(file_path(out[5])).read_text())["settings"]["ranking"] == "valid-first"
+    out = client.predict("Format cells greater than 50", "cf", 2, 2, 0, "ddim", 0, api_name="/generate")
+    assert json.loads(Path(file_path(out[5])).read_text())["settings"]["ranking"] == "score"
+    try:
+        out = client.predict("x", "cf", 2, 2, 0, "ddim", 0, "vote", api_name="/generate")
+    except AppError as e:   # gradio's own check of the Radio's choices
+        assert "vote" in str(e)
+    else:
+        assert 'class="cf-status warn"' in out[1] and "Ranking" in out[1]
+
+
 def test_api_bad_input_is_a_message(client):
     """Refused with a message: by gradio's own checks of the widget ranges (an AppError naming the problem)
     or by the handler's (a warning in the status line); the server keeps serving either way."""

@@ -257,10 +257,19 @@ def test_init_fine_tunes_a_checkpoint_and_refuses_settings_it_fixes(data_dir, tm
     common = ["--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "2", "--data-dir", str(data_dir),
               "--init", str(tiny_bash_checkpoint), "--quiet"]
     for extra, message in ((["--embed-scale", "0.5", "--code-len", "16"], "drop --code-len, --embed-scale"),
+                           (["--dropout", "0.3"], "drop --dropout"),
                            (["--architecture", "autoregressive"], "not an autoregressive one"),
                            (["--lang", "cf"], "is a bash checkpoint, not cf")):
         assert main([*common, "--out", str(tmp_path / extra[0].strip("-")), *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_dropout_flag_builds_every_dropout_of_e_and_n_with_it(data_dir, tmp_path):
+    out = train_tiny(data_dir, tmp_path / "d", "cf", 2, "--dropout", "0.3")
+    model = CodeFusion.from_pretrained(out)
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert model.config.dropout == 0.3 and rates == {0.3}       # the tiny preset's own is 0.0
+    assert json.loads((out / "log.jsonl").read_text().splitlines()[0])["config"]["dropout"] == 0.3
 
 
 # --- training: resume, overfit ---------------------------------------------------------------------

@@ -199,6 +199,7 @@ def test_generate_cli_empty_prompt_from_stdin(tiny_bash_checkpoint):
     (["--embed-scale", "0"], "--embed-scale must be a positive number"),
     (["--embed-scale", "nan"], "--embed-scale must be a positive number"),
     (["--ema-decay", "1"], "--ema-decay must be in [0, 1)"),
+    (["--dropout", "1"], "--dropout must be in [0, 1)"), (["--dropout", "-0.1"], "--dropout must be in [0, 1)"),
     (["--pretrain-steps", "0"], "--pretrain-steps must be at least 1"),
     (["--max-steps", "10", "--pretrain-steps", "10"], "leave fine-tuning steps"),
     (["--stage", "finetune", "--pretrain-steps", "5"], "splits --stage all"),
