@@ -51,7 +51,7 @@ MAX_FPS = 60              # 0 means "send every frame"
 DEFAULT_SAMPLER = "ddim"
 DEFAULT_T = 1200
 # How the k candidates are ranked (README, Results: parsing first lifts CF's and Python's top-1 validity).
-RANKINGS = {"score": "by score", "valid-first": "parsing programs first, then by score"}
+RANKINGS = {"score": "by score", "valid-first": "parsing first"}
 DEFAULT_RANKING = "score"
 MAX_REPLAY_FRAMES = 240   # a replay of a long trajectory shows at most this many (evenly spaced) frames
 
@@ -673,7 +673,7 @@ draws give k candidates). At every step N predicts x&#770;<sub>0</sub> from x<su
 (DDIM, DPM-Solver++ or DDPM) removes a scheduled share of the noise, moving x<sub>t</sub> towards that
 prediction. Fewer steps are faster and rougher. The paper runs D and H once, after the last step; this page
 runs them after every step so that you can watch the program form. Candidates are ranked by the mean
-log-probability H gives their tokens; with *Ranking: parsing programs first*, the programs that parse come first
+log-probability H gives their tokens; with *Ranking: parsing first*, the programs that parse come first
 (each group still by that score), which on the benchmarks makes the top candidate valid far more often.
 
 **Reading the page.** Tokens with a coloured background changed in the step shown; a dotted underline means
@@ -842,14 +842,14 @@ def build_demo() -> gr.Blocks:
                     steps = gr.Slider(1, T, value=min(DEFAULT_STEPS, T), step=1, label="Denoising steps", elem_id="cf-steps",
                                       info="more steps: slower, usually better (up to the T the model was trained with)")
                     k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Candidates k",
-                                  info="independent noise draws, ranked by score")
+                                  info="independent noise draws, ordered as Ranking says")
                     with gr.Row():
                         seed = gr.Number(DEFAULT_SEED, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", min_width=100)
                         sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler", min_width=120)
                     ranking = gr.Radio([(label, value) for value, label in RANKINGS.items()], value=DEFAULT_RANKING,
                                        label="Ranking", elem_id="cf-ranking",
-                                       info="the order of the k candidates: by H's mean log-probability, or those "
-                                            "that parse first")
+                                       info="the order of the k candidates: by H's mean log-probability, or the "
+                                            "programs that parse first (each group by that score)")
                     fps = gr.Slider(0, MAX_FPS, value=DEFAULT_FPS, step=1, label="Playback speed (frames/s)",
                                     info="most frames per second sent to the page; 0 sends every step")
             with gr.Column(scale=8, min_width=420):
