@@ -51,7 +51,7 @@ MAX_FPS = 60              # 0 means "send every frame"
 DEFAULT_SAMPLER = "ddim"
 DEFAULT_T = 1200
 # How the k candidates are ranked (README, Results: parsing first lifts CF's and Python's top-1 validity).
-RANKINGS = {"score": "by score", "valid-first": "parsing first"}
+RANKINGS = {"score": "by score", view.VALID_FIRST: "parsing first"}
 DEFAULT_RANKING = "score"
 MAX_REPLAY_FRAMES = 240   # a replay of a long trajectory shows at most this many (evenly spaced) frames
 

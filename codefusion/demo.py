@@ -247,13 +247,16 @@ def valid(lang: str, text: str) -> bool:
     return bool(text.strip()) and metrics.is_valid(lang, text)
 
 
+VALID_FIRST = "valid-first"   # a run's settings["ranking"] asking for the programs that parse first
+
+
 def run_ranks(candidates, info: RunInfo) -> list[int]:
     """The ranks the page shows: by score, or parsing programs first when the run asked for it."""
-    return ranks(candidates, partial(valid, info.lang) if info.settings.get("ranking") == "valid-first" else None)
+    return ranks(candidates, partial(valid, info.lang) if info.settings.get("ranking") == VALID_FIRST else None)
 
 
 def rank_label(info: RunInfo) -> str:
-    return "parsing first, then by score" if info.settings.get("ranking") == "valid-first" else "by score"
+    return "parsing first, then by score" if info.settings.get("ranking") == VALID_FIRST else "by score"
 
 
 def _badges(lang: str, cand, rank: int, k: int, changed: tuple[int, int], gold: str | None, info: RunInfo) -> str:

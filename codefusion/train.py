@@ -468,7 +468,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--embed-scale", type=float, default=None,
                    help="RMS of L's code vectors (default 1); below 1 the noise hides more (Difformer's noise factor)")
     p.add_argument("--dropout", type=float, default=None,
-                   help="dropout in E and N (default: the preset's; the modules are built with it, so not with --init)")
+                   help="dropout in E, N and D (default: the preset's; the modules are built with it, so not with --init)")
     p.add_argument("--sentence-case-prompts", action="store_true",
                    help="upper-case each prompt's first letter before the encoder, in training and sampling")
     p.add_argument("--architecture", choices=["codefusion", "autoregressive"], default="codefusion",

@@ -264,7 +264,7 @@ def test_init_fine_tunes_a_checkpoint_and_refuses_settings_it_fixes(data_dir, tm
         assert message in capsys.readouterr().err
 
 
-def test_dropout_flag_builds_every_dropout_of_e_and_n_with_it(data_dir, tmp_path):
+def test_dropout_flag_builds_every_dropout_of_e_n_and_d_with_it(data_dir, tmp_path):
     out = train_tiny(data_dir, tmp_path / "d", "cf", 2, "--dropout", "0.3")
     model = CodeFusion.from_pretrained(out)
     rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
