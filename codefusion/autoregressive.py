@@ -102,6 +102,8 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
             raise CodeFusionError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
         check_draws(k, draws)
         check_ranking(rank_by, k, draws)
+        if rank_by == "mean-score":
+            raise CodeFusionError("mean-score averages a draw's score over the denoising steps: the AR baseline has none")
         n_keep, k = k, draws or k   # k = sequences decoded per prompt
         prompts, _ = prepare_prompts(self, prompts)
         device = next(self.parameters()).device

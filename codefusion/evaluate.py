@@ -81,6 +81,7 @@ class ModelSource:
     def system(self) -> str:
         ranked = "" if not self.draws else (f", vote over {self.draws} draws" if self.rank_by == "vote"
                                             else f", best distinct of {self.draws}")
+        ranked += ", by mean score over the steps" if self.rank_by == "mean-score" else ""
         ranked += ", parsing first" if self.valid_first else ""
         if self.autoregressive:
             return f"autoregressive T5 baseline ({self.decoding}{ranked})"
@@ -253,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=None,
                    help="sample-and-rank: decode this many candidates per task (noise draws, samples or beams) and "
                         "keep the k best-scoring distinct programs (default: exactly k, duplicates kept)")
-    p.add_argument("--rank", default="score", choices=["score", "vote"],
-                   help="with --draws: keep the best-scoring distinct programs (score, default) or the programs most "
-                        "draws agree on by the language's metric (vote: Bash template, Python AST, CF rule tokens)")
+    p.add_argument("--rank", default="score", choices=["score", "vote", "mean-score"],
+                   help="rank by the last step's score (score, default) or by each draw's score averaged over the "
+                        "denoising steps (mean-score; CodeFusion only), or with --draws keep the programs most draws "
+                        "agree on by the language's metric (vote: Bash template, Python AST, CF rule tokens)")
     p.add_argument("--valid-first", action="store_true",
                    help="rank a model's candidates that parse (the validity column's check) before those that do not")
     p.add_argument("--seed", type=int, default=0)
@@ -281,7 +283,8 @@ def _check_args(args) -> None:
             raise CodeFusionError(f"{name} must be at least 1, got {value}")
     if args.draws is not None and args.draws < max(args.k):
         raise CodeFusionError(f"--draws must be at least the largest --k ({max(args.k)}), got {args.draws}")
-    for flag, used in (("--draws", args.draws is not None), ("--valid-first", args.valid_first)):
+    for flag, used in (("--draws", args.draws is not None), ("--valid-first", args.valid_first),
+                       ("--rank mean-score", args.rank == "mean-score")):
         if used and args.checkpoint is None:
             raise CodeFusionError(f"{flag} ranks a model's candidates: it needs --checkpoint")
     if args.rank == "vote" and (args.draws is None or args.draws <= max(args.k)):

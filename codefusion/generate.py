@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=None,
                    help="decode this many noise draws and keep k of them (sample-and-rank; default: exactly k)")
     p.add_argument("--rank", default="score", choices=RANKINGS,
-                   help="with --draws: best-scoring distinct programs (score) or those most draws agree on (vote)")
+                   help="by the last step's score (score), by the score averaged over the steps (mean-score), or with "
+                        "--draws the programs most draws agree on (vote)")
     p.add_argument("--valid-first", action="store_true", help="programs that parse before those that do not")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (1..T)")
     p.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,7 @@ from codefusion.errors import CodeFusionError
 
 MAX_K = 16
 MAX_DRAWS = 64   # noise draws per prompt for sample-and-rank (generate's `draws`)
-RANKINGS = ("score", "vote")
+RANKINGS = ("score", "vote", "mean-score")
 MAX_PROMPT_CHARS = 4000  # cap before tokenisation: the encoder only sees max_prompt_len tokens anyway
 
 
@@ -36,7 +36,7 @@ class Candidate:
     tokens: list[str]
     token_ids: list[int]
     probs: list[float]
-    score: float
+    score: float               # the ranking score: mean log-probability (rank_by="mean-score": its mean over the steps)
     votes: int | None = None   # with rank_by="vote": how many draws gave this program (by metrics.program_key)
     rounding_text: str = ""
     rounding_tokens: list[str] = field(default_factory=list)
@@ -82,9 +82,9 @@ def check_draws(k: int, draws: int | None) -> None:
 
 
 def check_ranking(rank_by: str, k: int, draws: int | None) -> None:
-    """rank_by is "score" or "vote"; voting needs more draws than candidates kept."""
+    """rank_by is one of RANKINGS; voting needs more draws than candidates kept."""
     if rank_by not in RANKINGS:
-        raise CodeFusionError(f"unknown ranking {rank_by!r}: choose score or vote")
+        raise CodeFusionError(f"unknown ranking {rank_by!r}: choose {', '.join(RANKINGS)}")
     if rank_by == "vote" and (draws or k) <= k:
         raise CodeFusionError(f"voting counts agreeing draws: pass more draws than k={k}")
 
@@ -120,7 +120,8 @@ def prepare_prompts(model, prompts: list[str]) -> tuple[list[str], str]:
 class _Run:
     """The shared state of one request: encoded prompts, scheduler, x_t and the self-conditioning estimate."""
 
-    def __init__(self, model, prompts, k, steps, seed, sampler, clamp: bool = True, draws: int | None = None):
+    def __init__(self, model, prompts, k, steps, seed, sampler, clamp: bool = True, draws: int | None = None,
+                 track_scores: bool = False):
         if model.config.architecture != "codefusion":
             raise CodeFusionError("this checkpoint is the autoregressive baseline: it has no denoising steps to sample")
         check_request(prompts, k, steps, sampler, model.config.diffusion_steps, draws)
@@ -141,6 +142,7 @@ class _Run:
         self.clamp = clamp
         self.x0_hat = None   # N's raw estimate: what self-conditioning and D read
         self.logits = None   # H(D(x̂0)) of the latest step
+        self.score_sum = torch.zeros(shape[0]) if track_scores else None   # each draw's score, summed over steps
 
     def steps(self) -> Iterator[int]:
         model = self.model
@@ -148,6 +150,8 @@ class _Run:
             tt = torch.full((self.x_t.shape[0],), t, device=self.x_t.device, dtype=torch.long)
             self.x0_hat = model.denoise(self.x_t, tt, self.memory, self.pad_mask, self.x0_hat, cache=self.n_cache)
             self.logits = model.logits(model.decode(self.x0_hat, self.memory, self.pad_mask, cache=self.d_cache))
+            if self.score_sum is not None:
+                self.score_sum += program_scores(self.logits, model.config.pad_token_id).cpu()
             # Clamping: step the scheduler from the embeddings of the tokens D and H read off x̂0, not from x̂0
             # itself. A blurred x̂0 (an average of embeddings) otherwise pulls x_t off the embeddings, and
             # programs that the first step already had right drift apart (measured: +15 points exact match).
@@ -163,6 +167,18 @@ class _Run:
         rounded = model.embedding.nearest(self.x_t) if with_rounding else None
         return [_candidate(model.tokenizer, model.config.pad_token_id, ids[i], best_logp[i],
                            None if rounded is None else rounded[i]) for i in range(ids.shape[0])]
+
+
+def program_scores(logits: torch.Tensor, pad: int) -> torch.Tensor:
+    """Each row's score as `_candidate` computes it (mean log-probability of the argmax tokens up to and including
+    the first pad), for a whole batch at once: what rank_by="mean-score" adds up at every step."""
+    best_logp, ids = logits.float().log_softmax(-1).max(-1)
+    length = ids.shape[1]
+    is_pad = ids == pad
+    first_pad = torch.where(is_pad.any(-1), is_pad.int().argmax(-1), torch.full_like(ids[:, 0], length))
+    n = torch.clamp(first_pad + 1, max=length)
+    mask = torch.arange(length, device=ids.device)[None, :] < n[:, None]
+    return (best_logp * mask).sum(-1) / n
 
 
 def _cut(ids: list[int], pad: int) -> list[int]:
@@ -234,16 +250,21 @@ def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed:
     the k best-scoring distinct programs of `draws` noise draws (fewer when fewer are distinct):
     draws that land on the same program otherwise waste top-k slots. rank_by="vote" (needs
     draws > k): the k programs most draws agree on, by the language's metric (see `rank`).
+    rank_by="mean-score": by each draw's score averaged over all the steps instead of the last step's (the
+    last is near 0 for almost every draw of a trained model, so it orders them almost arbitrarily).
     valid_first: programs that parse (metrics.is_valid) before those that do not.
     A single prompt string gives a list holding one list."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise CodeFusionError("no prompts given")
-    run = _Run(model, prompts, k, steps, seed, sampler, clamp, draws)   # checks k, steps, draws, prompts first
+    run = _Run(model, prompts, k, steps, seed, sampler, clamp, draws,   # checks k, steps, draws, prompts first
+               track_scores=rank_by == "mean-score")
     check_ranking(rank_by, k, draws)
     for _ in run.steps():
         pass
     cands, n = run.decode(with_rounding=False), run.k
+    if run.score_sum is not None:
+        cands = [replace(c, score=float(total) / steps) for c, total in zip(cands, run.score_sum)]
     key, valid = rank_functions(model, rank_by, valid_first)
     return [rank(cands[i * n:(i + 1) * n], k, key, valid) for i in range(len(prompts))]
 

@@ -64,6 +64,8 @@ def test_ar_checkpoint_round_trips_and_decodes_k_ranked_candidates(tiny_ar, data
         assert 1 <= len(cands) <= 3 and sum(votes) <= 8 and votes == sorted(votes, reverse=True)
     with pytest.raises(CodeFusionError, match="more draws"):
         model.generate_candidates(prompts, k=3, rank_by="vote")
+    with pytest.raises(CodeFusionError, match="the AR baseline has none"):
+        model.generate_candidates(prompts, k=3, rank_by="mean-score")
     for plain, first in zip(model.generate_candidates(prompts, k=4, decoding="sample", seed=1),
                             model.generate_candidates(prompts, k=4, decoding="sample", seed=1, valid_first=True)):
         ok = [is_valid("cf", c.text) for c in first]

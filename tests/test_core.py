@@ -451,6 +451,32 @@ def test_generate_valid_first_reorders_the_same_draws(tiny_bash_checkpoint):
     assert seen == {True, False}, "the tiny model should give both kinds, or the test checks nothing"
 
 
+def test_mean_score_ranks_the_same_draws_by_their_score_averaged_over_the_steps(tiny_bash_checkpoint):
+    from codefusion.sampler import generate, load_model, program_scores, stream
+
+    model = load_model(tiny_bash_checkpoint)
+    prompt, steps = "show disk usage", 4
+    frames = list(stream(model, prompt, k=6, steps=steps, seed=3, rounding=False))
+    means = [sum(f.candidates[i].score for f in frames) / steps for i in range(6)]   # each draw, step by step
+    ranked = generate(model, prompt, k=6, steps=steps, seed=3, rank_by="mean-score")[0]
+    assert sorted(c.text for c in ranked) == sorted(c.text for c in frames[-1].candidates)   # the same draws
+    assert [c.score for c in ranked] == pytest.approx(sorted(means, reverse=True), abs=1e-5)
+    best = max(range(6), key=lambda i: means[i])
+    assert ranked[0].text == frames[-1].candidates[best].text
+    # the batched score is _candidate's, also for rows without a pad (the whole length counts)
+    import codefusion.sampler as S
+
+    pad, tok = 4, model.tokenizer
+    logits = torch.randn(3, 5, 11, generator=torch.Generator().manual_seed(0))
+    logits[0, 2, pad] = 50.0                          # row 0 ends at position 2: 3 positions count
+    logits[1, :, pad] = -50.0                         # row 1 never pads: all 5 count
+    logits[2, 0, pad] = 50.0                          # row 2 is empty: the pad alone counts
+    logp, ids = logits.log_softmax(-1).max(-1)
+    expected = [S._candidate(tok, pad, ids[i], logp[i], None).score for i in range(3)]
+    assert program_scores(logits, pad).tolist() == pytest.approx(expected, abs=1e-6)
+    assert expected[2] == pytest.approx(float(logp[2, 0]), abs=1e-6)
+
+
 def test_generate_votes_over_the_same_draws(tiny_bash_checkpoint):
     from codefusion.metrics import program_key
     from codefusion.sampler import generate, load_model, stream

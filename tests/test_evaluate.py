@@ -64,6 +64,13 @@ def test_checkpoint(tmp_path, data_dir, tiny_cf_checkpoint):
     assert report["curve"]["step"] == [1, 2, 3] and len(report["curve"]["to_gold"]) == 3
     assert report["curve"]["to_final"][-1] == 0.0  # the last step is the final output
     assert curve.is_file()
+    mean = evaluate(tmp_path, data_dir, "--lang", "cf", "--checkpoint", str(tiny_cf_checkpoint), "--limit", "3",
+                    "--k", "3", "--steps", "3", "--rank", "mean-score")
+    assert mean["system"].startswith("CodeFusion (ddim, 3 steps, by mean score over the steps)")
+    assert mean["config"]["rank"] == "mean-score"
+    for task in mean["tasks"]:
+        scores = [c["score"] for c in task["candidates"]]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True)
 
 
 def test_curve_survives_a_failed_png_export(tmp_path, monkeypatch, capsys):
@@ -96,6 +103,7 @@ def test_curve_survives_a_failed_png_export(tmp_path, monkeypatch, capsys):
     (["--lang", "bash", "--baseline", "gold", "--codebertscore"], "Python metric"),
     (["--lang", "cf", "--baseline", "retrieval", "--draws", "10"], "needs --checkpoint"),
     (["--lang", "cf", "--baseline", "retrieval", "--valid-first"], "--valid-first ranks a model's candidates"),
+    (["--lang", "cf", "--baseline", "retrieval", "--rank", "mean-score"], "--rank mean-score ranks a model's candidates"),
     (["--lang", "cf", "--checkpoint", "x", "--k", "1", "5", "--draws", "3"], "--draws must be at least"),
     (["--lang", "cf", "--checkpoint", "x", "--rank", "vote"], "--rank vote counts agreeing draws"),
     (["--lang", "cf", "--checkpoint", "x", "--draws", "5", "--rank", "vote"], "--draws above the largest --k (5)"),
