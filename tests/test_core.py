@@ -468,8 +468,8 @@ def test_mean_score_ranks_the_same_draws_by_their_score_averaged_over_the_steps(
 
     pad, tok = 4, model.tokenizer
     logits = torch.randn(3, 5, 11, generator=torch.Generator().manual_seed(0))
+    logits[:, :, pad] = -50.0                         # row 1 never pads: all 5 positions count
     logits[0, 2, pad] = 50.0                          # row 0 ends at position 2: 3 positions count
-    logits[1, :, pad] = -50.0                         # row 1 never pads: all 5 count
     logits[2, 0, pad] = 50.0                          # row 2 is empty: the pad alone counts
     logp, ids = logits.log_softmax(-1).max(-1)
     expected = [S._candidate(tok, pad, ids[i], logp[i], None).score for i in range(3)]
