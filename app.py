@@ -51,7 +51,7 @@ MAX_FPS = 60              # 0 means "send every frame"
 DEFAULT_SAMPLER = "ddim"
 DEFAULT_T = 1200
 # How the k candidates are ranked (README, Results: parsing first lifts CF's and Python's top-1 validity).
-RANKINGS = {"score": "by score", view.VALID_FIRST: "parsing first"}
+RANKINGS = {"score": "by score", view.MEAN_SCORE: "mean score over the steps", view.VALID_FIRST: "parsing first"}
 DEFAULT_RANKING = "score"
 MAX_REPLAY_FRAMES = 240   # a replay of a long trajectory shows at most this many (evenly spaced) frames
 
@@ -470,10 +470,10 @@ def _message(text: str, kind: str = "warn") -> str:
     return f'<div class="cf-status {kind}">{icon} {text}</div>'
 
 
-def _status_done(traj: Trajectory, last, stopped: bool) -> str:
-    lang = traj.info.lang
+def _status_done(traj: Trajectory, frames: list, stopped: bool) -> str:
+    lang, last = traj.info.lang, frames[-1]
     n_valid = sum(view.valid(lang, c.text) for c in last.candidates)
-    rk = view.run_ranks(last.candidates, traj.info)
+    rk = view.run_ranks(frames, traj.info)
     best = rk.index(1)
     rate = last.step / last.elapsed if last.elapsed > 0 else 0.0
     head = (f"Stopped at step {last.step} of {last.total_steps}" if stopped
@@ -492,7 +492,7 @@ def _summary(traj: Trajectory, frames: list, stopped: bool = False):
     data = view.trajectory_dict(frames, info, traj.model_name, stopped=stopped)
     path = view.write_trajectory(data)
     return (view.render_frame(frames, n - 1, info),
-            _status_done(traj, frames[-1], stopped),
+            _status_done(traj, frames, stopped),
             gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1,
                       label=f"Scrub the trajectory (step 1 to {n})"),
             view.edit_distance_figure(frames, info.gold, "benchmark gold" if info.gold_source == "benchmark" else "reference"),
@@ -848,8 +848,9 @@ def build_demo() -> gr.Blocks:
                         sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler", min_width=120)
                     ranking = gr.Radio([(label, value) for value, label in RANKINGS.items()], value=DEFAULT_RANKING,
                                        label="Ranking", elem_id="cf-ranking",
-                                       info="the order of the k candidates: by H's mean log-probability, or the "
-                                            "programs that parse first (each group by that score)")
+                                       info="the order of the k candidates: by H's mean log-probability at the last step, by "
+                                            "its average over all the steps, or the programs that parse first "
+                                            "(each group by the last step's score)")
                     fps = gr.Slider(0, MAX_FPS, value=DEFAULT_FPS, step=1, label="Playback speed (frames/s)",
                                     info="most frames per second sent to the page; 0 sends every step")
             with gr.Column(scale=8, min_width=420):

@@ -231,11 +231,13 @@ class RunInfo:
     settings: dict = field(default_factory=dict)
 
 
-def ranks(candidates, valid=None) -> list[int]:
+def ranks(candidates, valid=None, scores=None) -> list[int]:
     """1-based rank of each candidate by score (best first), in noise-draw order. valid (a function of the
-    text): the programs it accepts first, each part by score (`sampler.rank`'s "parsing first")."""
+    text): the programs it accepts first, each part by score (`sampler.rank`'s "parsing first"). scores: used
+    instead of the candidates' own (the mean-score ranking's)."""
+    scores = [c.score for c in candidates] if scores is None else scores
     accepted = [True if valid is None else valid(c.text) for c in candidates]
-    order = sorted(range(len(candidates)), key=lambda i: (not accepted[i], -candidates[i].score))
+    order = sorted(range(len(candidates)), key=lambda i: (not accepted[i], -scores[i]))
     out = [0] * len(candidates)
     for r, i in enumerate(order, start=1):
         out[i] = r
@@ -248,18 +250,30 @@ def valid(lang: str, text: str) -> bool:
 
 
 VALID_FIRST = "valid-first"   # a run's settings["ranking"] asking for the programs that parse first
+MEAN_SCORE = "mean-score"     # ... asking for each draw's score averaged over the steps (sampler's rank_by name)
+RANK_LABELS = {VALID_FIRST: "parsing first, then by score", MEAN_SCORE: "by mean score over the steps"}
 
 
-def run_ranks(candidates, info: RunInfo) -> list[int]:
-    """The ranks the page shows: by score, or parsing programs first when the run asked for it."""
-    return ranks(candidates, partial(valid, info.lang) if info.settings.get("ranking") == VALID_FIRST else None)
+def mean_scores(frames: list) -> list[float]:
+    """Each draw's score averaged over these frames: over a finished run's, what `sampler.generate(...,
+    rank_by="mean-score")` ranks by (the frames carry every step's score, so no model call is needed)."""
+    return [sum(f.candidates[i].score for f in frames) / len(frames) for i in range(len(frames[-1].candidates))]
+
+
+def run_ranks(frames: list, info: RunInfo) -> list[int]:
+    """The ranks the page shows for the last of `frames` (a run up to the step shown): by score, by the score
+    averaged over those steps, or parsing programs first, as the run asked."""
+    ranking = info.settings.get("ranking")
+    return ranks(frames[-1].candidates, partial(valid, info.lang) if ranking == VALID_FIRST else None,
+                 mean_scores(frames) if ranking == MEAN_SCORE else None)
 
 
 def rank_label(info: RunInfo) -> str:
-    return "parsing first, then by score" if info.settings.get("ranking") == VALID_FIRST else "by score"
+    return RANK_LABELS.get(info.settings.get("ranking"), "by score")
 
 
-def _badges(lang: str, cand, rank: int, k: int, changed: tuple[int, int], gold: str | None, info: RunInfo) -> str:
+def _badges(lang: str, cand, rank: int, k: int, changed: tuple[int, int], gold: str | None, info: RunInfo,
+            mean: float | None = None) -> str:
     """Validity, match with the reference, score, rank (all of the decoder view's program; dimmed in the
     rounding view) and the number of tokens that changed in this step (one per view)."""
     ok = valid(lang, cand.text)
@@ -270,8 +284,12 @@ def _badges(lang: str, cand, rank: int, k: int, changed: tuple[int, int], gold: 
         right = _correct(lang, cand.text, gold, info.table)
         b.append(f'<span class="badge dim {"ok" if right else "off"}" title="{esc(metrics.METRIC_NAMES.get(lang, ""))}">'
                  f'{"&#9733; matches reference" if right else "&#8800; reference"}</span>')
-    b.append(f'<span class="badge dim score" title="mean log-probability of its tokens (ranking score)">'
-             f'score {cand.score:.2f}</span>')
+    if mean is None:
+        b.append(f'<span class="badge dim score" title="mean log-probability of its tokens (ranking score)">'
+                 f'score {cand.score:.2f}</span>')
+    else:
+        b.append(f'<span class="badge dim score" title="mean log-probability of its tokens at this step, and its mean '
+                 f'over the steps so far (ranking score)">score {cand.score:.2f} &middot; mean {mean:.2f}</span>')
     if k > 1:
         b.append(f'<span class="badge dim rank{" top" if rank == 1 else ""}" title="rank {rank_label(info)}">#{rank} of {k}</span>')
     b.append(f'<span class="badge delta cf-dec" title="tokens of the decoder output that changed in this step">'
@@ -318,7 +336,8 @@ def render_frame(frames: list, index: int, info: RunInfo, shown_as: str = "") ->
     frame = frames[index]
     prev = frames[index - 1] if index > 0 else None
     k = len(frame.candidates)
-    rk = run_ranks(frame.candidates, info)
+    rk = run_ranks(frames[:index + 1], info)
+    means = mean_scores(frames[:index + 1]) if info.settings.get("ranking") == MEAN_SCORE else [None] * k
     parts = [step_header(frame, info.T, shown_as)]
     if frame.notice:
         parts.append(f'<div class="cf-notice">&#9888; {esc(frame.notice)}</div>')
@@ -336,7 +355,7 @@ def render_frame(frames: list, index: int, info: RunInfo, shown_as: str = "") ->
         best = frame.final and rk[i] == 1 and k > 1
         parts.append(f'<div class="cf-card{" best" if best else ""}" style="--draw:{color(i)}" data-draw="{i + 1}">'
                      f'<div class="cf-card-head"><span class="cf-dot"></span><span class="cf-draw">draw {i + 1}</span>'
-                     f'{_badges(info.lang, cand, rk[i], k, (sum(dec_changed), sum(rnd_changed)), info.gold, info)}</div>'
+                     f'{_badges(info.lang, cand, rk[i], k, (sum(dec_changed), sum(rnd_changed)), info.gold, info, means[i])}</div>'
                      f'<pre class="cf-code cf-dec" data-text="{esc(cand.text)}">'
                      f'{code_html(cand.tokens, info.lang, dec_changed, cand.probs)}</pre>'
                      f'<pre class="cf-code cf-rnd">{code_html(cand.rounding_tokens, info.lang, rnd_changed)}</pre>')
@@ -465,8 +484,8 @@ def trajectory_dict(frames: list, info: RunInfo, model_name: str = "", stopped: 
     last = frames[-1] if frames else None
     ranking = []
     if last is not None:
-        rk = run_ranks(last.candidates, info)
-        ranking = sorted(({"draw": i + 1, "rank": rk[i], "code": c.text, "score": c.score,
+        rk, means = run_ranks(frames, info), mean_scores(frames)
+        ranking = sorted(({"draw": i + 1, "rank": rk[i], "code": c.text, "score": c.score, "mean_score": means[i],
                            "valid": valid(info.lang, c.text)} for i, c in enumerate(last.candidates)),
                          key=lambda d: d["rank"])
     return {"format": "codefusion-trajectory/1", "prompt": info.prompt, "language": info.lang,

@@ -471,12 +471,53 @@ def test_changing_the_ranking_reranks_a_finished_run_without_the_model(app, monk
     assert app.rerank(running, "valid-first") == (gr.skip(),) * 7 and running.info.settings["ranking"] == "score"
 
 
+def _steady_and_late_run(app, ranking):
+    """A finished CF run of 2 steps: draw 1 scores best at the last step, draw 2 over both steps."""
+    toks = [[("GreaterThan", 6), ("(", 2), ("5", 7), (")", 5)], [("LessThan", 3), ("(", 2), ("3", 4), (")", 5)]]
+    frames = [_frame(1, 2, toks), _frame(2, 2, toks)]
+    for frame, scores in zip(frames, ([-3.0, -0.5], [-0.1, -0.2])):
+        for cand, score in zip(frame.candidates, scores):
+            cand.score = score
+    info = view.RunInfo(lang="cf", prompt=PROMPT, settings=dict(steps=2, k=2, seed=0, sampler="ddim", ranking=ranking))
+    return app.Trajectory(info=info, model_name="synthetic", frames=frames, done=True)
+
+
+def test_mean_score_ranking_in_page_status_and_export(app):
+    traj = _steady_and_late_run(app, "score")
+    assert view.mean_scores(traj.frames) == pytest.approx([-1.55, -0.35])
+    assert view.run_ranks(traj.frames, traj.info) == [1, 2]
+    html, status, _, _, _, download, _ = app.rerank(traj, "mean-score")   # no model call: the frames hold the scores
+    assert "best by mean score over the steps: draw 2" in status
+    assert 'data-draw="2"' in html.split('cf-card best')[1][:80] and "mean -0.35" in html and "mean -1.55" in html
+    data = json.loads(Path(download.constructor_args["value"]).read_text())
+    assert data["settings"]["ranking"] == "mean-score"
+    assert [(r["draw"], r["rank"]) for r in data["ranking"]] == [(2, 1), (1, 2)]
+    assert [r["mean_score"] for r in data["ranking"]] == pytest.approx([-0.35, -1.55])
+    # scrubbing back to step 1 ranks by the mean so far, that is step 1's scores
+    step1 = view.render_frame(traj.frames, 0, traj.info)
+    assert "#1 of 2" in step1.split('data-draw="2"')[1] and "mean -0.50" in step1
+    assert "&middot; mean" not in view.render_frame(traj.frames, 1, view.RunInfo(lang="cf"))   # by score: no mean shown
+
+
+def test_generate_with_mean_score_ranks_as_the_sampler_does(app):
+    from codefusion.sampler import generate as sampler_generate
+
+    outs = list(app.generate(PROMPT, "cf", 6, 4, 0, "ddim", 0, "mean-score"))
+    traj = outs[-1][-1]
+    assert traj.info.settings["ranking"] == "mean-score" and "by mean score over the steps" in outs[-1][1]
+    rk = view.run_ranks(traj.frames, traj.info)
+    ours = [traj.frames[-1].candidates[rk.index(r)].text for r in range(1, 5)]
+    ranked = sampler_generate(app.REGISTRY.get("cf"), PROMPT, k=4, steps=6, seed=0, rank_by="mean-score")[0]
+    assert ours == [c.text for c in ranked]
+    assert [view.mean_scores(traj.frames)[rk.index(r)] for r in range(1, 5)] == pytest.approx([c.score for c in ranked])
+
+
 def test_generate_with_parsing_first(app):
     outs = list(app.generate(PROMPT, "cf", 3, 3, 0, "ddim", 0, "valid-first"))
     traj = outs[-1][-1]
     assert traj.info.settings["ranking"] == "valid-first" and "parsing first" in outs[-1][1]
     cands = traj.frames[-1].candidates
-    order = sorted(range(3), key=lambda i: view.run_ranks(cands, traj.info)[i])
+    order = sorted(range(3), key=lambda i: view.run_ranks(traj.frames, traj.info)[i])
     flags = [view.valid("cf", cands[i].text) for i in order]
     assert flags == sorted(flags, reverse=True)                # every parsing program before any other
     for part in (True, False):

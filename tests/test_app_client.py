@@ -94,6 +94,8 @@ def test_api_ranking_is_optional_and_checked(client):
     out = client.predict("Format cells greater than 50", "cf", 2, 2, 0, "ddim", 0, "valid-first", api_name="/generate")
     assert "parsing first" in out[1]
     assert json.loads(Path(file_path(out[5])).read_text())["settings"]["ranking"] == "valid-first"
+    out = client.predict("Format cells greater than 50", "cf", 2, 2, 0, "ddim", 0, "mean-score", api_name="/generate")
+    assert "by mean score over the steps" in out[1]
     out = client.predict("Format cells greater than 50", "cf", 2, 2, 0, "ddim", 0, api_name="/generate")
     assert json.loads(Path(file_path(out[5])).read_text())["settings"]["ranking"] == "score"
     try:

@@ -113,6 +113,9 @@ def test_generate_in_a_real_browser(served, tmp_path):
             assert page.locator("pre.cf-rnd").first.is_visible() and not page.locator("pre.cf-dec").first.is_visible()
             # the ranking switch re-ranks the finished run in place: the status names the new order
             assert "best by score" in page.inner_text("#cf-status")
+            page.locator("#cf-ranking").get_by_text("mean score over the steps").click()
+            page.wait_for_function("() => document.querySelector('#cf-status').innerText.includes('by mean score')")
+            assert "mean" in page.locator(".cf-card .badge.score").first.inner_text()
             page.locator("#cf-ranking").get_by_text("parsing first").click()
             page.wait_for_function("() => document.querySelector('#cf-status').innerText.includes('parsing first')")
             assert page.locator(".cf-card").count() == app.DEFAULT_K
