@@ -260,12 +260,15 @@ def mean_scores(frames: list) -> list[float]:
     return [sum(f.candidates[i].score for f in frames) / len(frames) for i in range(len(frames[-1].candidates))]
 
 
-def run_ranks(frames: list, info: RunInfo) -> list[int]:
+def run_ranks(frames: list, info: RunInfo, means: list[float] | None = None) -> list[int]:
     """The ranks the page shows for the last of `frames` (a run up to the step shown): by score, by the score
-    averaged over those steps, or parsing programs first, as the run asked."""
+    averaged over those steps, or parsing programs first, as the run asked. means: `mean_scores(frames)`, when
+    the caller has it already."""
     ranking = info.settings.get("ranking")
+    if ranking == MEAN_SCORE and means is None:
+        means = mean_scores(frames)
     return ranks(frames[-1].candidates, partial(valid, info.lang) if ranking == VALID_FIRST else None,
-                 mean_scores(frames) if ranking == MEAN_SCORE else None)
+                 means if ranking == MEAN_SCORE else None)
 
 
 def rank_label(info: RunInfo) -> str:
@@ -336,8 +339,9 @@ def render_frame(frames: list, index: int, info: RunInfo, shown_as: str = "") ->
     frame = frames[index]
     prev = frames[index - 1] if index > 0 else None
     k = len(frame.candidates)
-    rk = run_ranks(frames[:index + 1], info)
-    means = mean_scores(frames[:index + 1]) if info.settings.get("ranking") == MEAN_SCORE else [None] * k
+    shown = frames[:index + 1]
+    means = mean_scores(shown) if info.settings.get("ranking") == MEAN_SCORE else None
+    rk = run_ranks(shown, info, means)
     parts = [step_header(frame, info.T, shown_as)]
     if frame.notice:
         parts.append(f'<div class="cf-notice">&#9888; {esc(frame.notice)}</div>')
@@ -355,7 +359,7 @@ def render_frame(frames: list, index: int, info: RunInfo, shown_as: str = "") ->
         best = frame.final and rk[i] == 1 and k > 1
         parts.append(f'<div class="cf-card{" best" if best else ""}" style="--draw:{color(i)}" data-draw="{i + 1}">'
                      f'<div class="cf-card-head"><span class="cf-dot"></span><span class="cf-draw">draw {i + 1}</span>'
-                     f'{_badges(info.lang, cand, rk[i], k, (sum(dec_changed), sum(rnd_changed)), info.gold, info, means[i])}</div>'
+                     f'{_badges(info.lang, cand, rk[i], k, (sum(dec_changed), sum(rnd_changed)), info.gold, info, means[i] if means else None)}</div>'
                      f'<pre class="cf-code cf-dec" data-text="{esc(cand.text)}">'
                      f'{code_html(cand.tokens, info.lang, dec_changed, cand.probs)}</pre>'
                      f'<pre class="cf-code cf-rnd">{code_html(cand.rounding_tokens, info.lang, rnd_changed)}</pre>')
@@ -484,7 +488,8 @@ def trajectory_dict(frames: list, info: RunInfo, model_name: str = "", stopped: 
     last = frames[-1] if frames else None
     ranking = []
     if last is not None:
-        rk, means = run_ranks(frames, info), mean_scores(frames)
+        means = mean_scores(frames)
+        rk = run_ranks(frames, info, means)
         ranking = sorted(({"draw": i + 1, "rank": rk[i], "code": c.text, "score": c.score, "mean_score": means[i],
                            "valid": valid(info.lang, c.text)} for i, c in enumerate(last.candidates)),
                          key=lambda d: d["rank"])
