@@ -351,7 +351,10 @@ def train(args) -> Path:
         if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way
             model.config = model.config.replace(sentence_case_prompts=True)
     else:
-        pre = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed) if stage_steps["pretrain"] else []
+        # The BPE sees the pre-training snippets when the run pre-trains (or when asked, to hold the tokenizer
+        # fixed while the pre-training share changes); the same seeded draw that pre-training later loads.
+        with_snippets = {"auto": bool(stage_steps["pretrain"]), "pairs": False, "pairs+snippets": True}[args.bpe_corpus]
+        pre = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed) if with_snippets else []
         model = build_model(args, lang, train_pairs, pre)
     tokenizer, config = model.tokenizer, model.config
     out.mkdir(parents=True, exist_ok=True)
@@ -478,6 +481,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrain-tasks", choices=list(PRETRAIN_TASKS), default="both",
                    help="pre-training mix: both tasks (the paper), or one of them (ablations)")
     p.add_argument("--snippet-limit", type=int, default=None, help="pre-training snippets to use")
+    p.add_argument("--bpe-corpus", choices=["auto", "pairs", "pairs+snippets"], default="auto",
+                   help="what the BPE tokenizer is fitted on: the training pairs, plus the pre-training snippets "
+                        "(auto: the snippets only when the run pre-trains)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop (and save) at this step while keeping the full run's plan; continue with --resume")
     p.add_argument("--seed", type=int, default=0)
@@ -499,6 +505,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--embed-scale must be a positive number, got {args.embed_scale}")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.bpe_corpus != "auto" and (args.init or args.encoder):
+        p.error(f"--bpe-corpus {args.bpe_corpus}: the tokenizer comes from {'--init' if args.init else '--encoder'}")
     for name in ("batch_size", "code_len", "vocab_size", "eval_every", "save_every", "stop_after"):
         v = getattr(args, name)
         if v is not None and v < 1:

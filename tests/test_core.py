@@ -272,6 +272,24 @@ def test_dropout_flag_builds_every_dropout_of_e_n_and_d_with_it(data_dir, tmp_pa
     assert json.loads((out / "log.jsonl").read_text().splitlines()[0])["config"]["dropout"] == 0.3
 
 
+def test_bpe_corpus_holds_the_tokenizer_fixed_across_pre_training_shares(data_dir, tmp_path, tiny_cf_checkpoint, capsys):
+    from codefusion.tokenization import load_tokenizer
+    from codefusion.train import main
+
+    def vocab(folder):
+        return load_tokenizer(str(folder)).get_vocab()
+
+    pretrained = vocab(tiny_cf_checkpoint)                    # --stage all: pairs + the run's snippet draw
+    pairs_only = vocab(train_tiny(data_dir, tmp_path / "ft", "cf", 2, "--stage", "finetune"))
+    assert pairs_only != pretrained
+    assert vocab(train_tiny(data_dir, tmp_path / "ft_snip", "cf", 2, "--stage", "finetune",
+                            "--bpe-corpus", "pairs+snippets")) == pretrained
+    assert vocab(train_tiny(data_dir, tmp_path / "all_pairs", "cf", 2, "--bpe-corpus", "pairs")) == pairs_only
+    with pytest.raises(SystemExit):
+        main(["--lang", "cf", "--out", str(tmp_path / "x"), "--init", str(tiny_cf_checkpoint), "--bpe-corpus", "pairs"])
+    assert "the tokenizer comes from --init" in capsys.readouterr().err
+
+
 # --- training: resume, overfit ---------------------------------------------------------------------
 def losses(log_path) -> list[float]:
     return [r["total"] for r in map(json.loads, log_path.read_text().splitlines()) if "total" in r]
