@@ -94,8 +94,8 @@ class PairData:
         return out
 
 
-def build_pretrain_data(lang, tokenizer, config, data_dir, train_codes, limit, seed) -> tuple[PairData, int]:
-    snippets = load_snippets(lang, data_dir, limit=limit, seed=seed) + train_codes
+def build_pretrain_data(lang, tokenizer, config, snippets, train_codes, seed) -> tuple[PairData, int]:
+    snippets = snippets + train_codes
     rng = random.Random(seed)
     masked = [mask_code(s, lang, rng=rng) for s in snippets]  # CPD inputs, fixed once per run
     ids, truncated = encode_codes(tokenizer, snippets, config.code_len)
@@ -332,6 +332,7 @@ def train(args) -> Path:
     if state_dir is None and out.exists() and any(out.iterdir()) and not args.overwrite:
         raise CodeFusionError(f"{out} is not empty: pass --resume to continue that run or --overwrite to start over")
     snippet_limit = args.snippet_limit or recipe.snippet_limit
+    snippets = None  # the run's seeded draw of pre-training code, loaded once (Python's takes seconds)
 
     if state_dir is not None:
         model = CodeFusion.from_pretrained(state_dir)
@@ -352,10 +353,11 @@ def train(args) -> Path:
             model.config = model.config.replace(sentence_case_prompts=True)
     else:
         # The BPE sees the pre-training snippets when the run pre-trains (or when asked, to hold the tokenizer
-        # fixed while the pre-training share changes); the same seeded draw that pre-training later loads.
+        # fixed while the pre-training share changes); pre-training then uses this same seeded draw.
         with_snippets = {"auto": bool(stage_steps["pretrain"]), "pairs": False, "pairs+snippets": True}[args.bpe_corpus]
-        pre = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed) if with_snippets else []
-        model = build_model(args, lang, train_pairs, pre)
+        if with_snippets:
+            snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed)
+        model = build_model(args, lang, train_pairs, snippets or [])
     tokenizer, config = model.tokenizer, model.config
     out.mkdir(parents=True, exist_ok=True)
 
@@ -363,8 +365,11 @@ def train(args) -> Path:
     finetune_data = PairData([e.nl for e in train_pairs], ft_codes)
     val_codes, _ = encode_codes(tokenizer, [e.code for e in val_pairs], config.code_len)
     val_data = PairData([e.nl for e in val_pairs], val_codes)
-    pretrain_data, pt_trunc = (build_pretrain_data(lang, tokenizer, config, args.data_dir, [e.code for e in train_pairs],
-                                                   snippet_limit, args.seed) if stage_steps["pretrain"] else (None, 0))
+    pretrain_data, pt_trunc = None, 0
+    if stage_steps["pretrain"]:
+        if snippets is None:  # resumed or --init runs build no tokenizer, so nothing loaded them yet
+            snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed)
+        pretrain_data, pt_trunc = build_pretrain_data(lang, tokenizer, config, snippets, [e.code for e in train_pairs], args.seed)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     step = 0
