@@ -30,8 +30,13 @@ class LossTerms:
 
 def codefusion_loss(model, code_ids: torch.Tensor, memory: torch.Tensor, memory_pad_mask: torch.Tensor | None,
                     t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
-                    noise_target: str = "x0", self_condition_prob: float = 0.5) -> LossTerms:
-    """One training step's loss for a batch of code token ids (B, code_len) given E_s (B, S, width)."""
+                    noise_target: str = "x0", self_condition_prob: float = 0.5, unroll_prob: float = 0.0) -> LossTerms:
+    """One training step's loss for a batch of code token ids (B, code_len) given E_s (B, S, width).
+
+    unroll_prob > 0: in self-conditioned batches, that share of the rows is trained on N's own earlier
+    tokens (`unrolled_step`) instead of on q_sample of the gold program."""
+    if unroll_prob and noise_target == "eps":
+        raise ValueError("unrolled rows are noised from N's own tokens, not the gold ones: their ε has no target")
     diffusion = model.diffusion
     x0 = model.embedding(code_ids)
     if t is None:
@@ -44,7 +49,10 @@ def codefusion_loss(model, code_ids: torch.Tensor, memory: torch.Tensor, memory_
     if model.config.self_condition and torch.rand(()) < self_condition_prob:
         # Self-conditioning: train N to refine its own earlier estimate, as sampling will ask it to.
         with torch.no_grad():
-            x0_prev = model.denoise(x_t, t, memory, memory_pad_mask).detach()
+            if unroll_prob > 0:
+                x_t, x0_prev = unrolled_step(model, x0, t, noise, memory, memory_pad_mask, unroll_prob)
+            else:
+                x0_prev = model.denoise(x_t, t, memory, memory_pad_mask).detach()
     x0_hat = model.denoise(x_t, t, memory, memory_pad_mask, x0_prev)
 
     # Embedding errors are measured in units of L's RMS, so a smaller embed_scale keeps the terms' balance.
@@ -58,3 +66,25 @@ def codefusion_loss(model, code_ids: torch.Tensor, memory: torch.Tensor, memory_
     decoder = F.mse_loss(d_s, x0) / unit if model.decoder is not None else torch.zeros((), device=x0.device)
     ce = F.cross_entropy(model.logits(d_s).flatten(0, 1), code_ids.flatten())
     return LossTerms(total=denoise + decoder + ce, denoise=denoise, decoder=decoder, ce=ce)
+
+
+def unrolled_step(model, x0, t, noise, memory, memory_pad_mask, unroll_prob: float):
+    """x_t and the self-conditioning input x̂0 built from N's own earlier tokens, for a random `unroll_prob`
+    share of the rows (one unrolled step, after SUNDAE's step-unrolled denoising).
+
+    Plain training noises the gold program, so N learns that at low noise the tokens in x_t are right. The
+    clamped sampler instead steps x_t from the tokens N, D and H read at the noisier steps before, and with
+    clamping those settle early: late in sampling x_t is a clear view of N's own early, often wrong, program,
+    which it then keeps (the edit distance to the gold stays flat). Here a chosen row is noised to a noisier
+    timestep s (uniform in t..T-1), denoised once and read through D and H, as the sampler does; x_t is
+    those tokens' embeddings noised to t, and that x̂0 is the self-conditioning input, while the target stays
+    the gold program, so N learns to correct what it wrote earlier. Other rows keep plain self-conditioning."""
+    diffusion = model.diffusion
+    rows = torch.rand(t.shape[0], device=t.device) < unroll_prob
+    earlier = t + (torch.rand(t.shape, device=t.device) * (diffusion.T - t)).long()   # in t..T-1
+    s = torch.where(rows, earlier, t)
+    x_s = diffusion.q_sample(x0, s, noise)   # rows not chosen: s = t, the plain x_t
+    x0_prev = model.denoise(x_s, s, memory, memory_pad_mask)
+    read = model.logits(model.decode(x0_prev, memory, memory_pad_mask)).argmax(-1)
+    x_t = torch.where(rows[:, None, None], diffusion.q_sample(model.embedding(read), t, noise), x_s)
+    return x_t, x0_prev.detach()

@@ -226,8 +226,10 @@ def lr_at(step: int, stage_start: int, stage_len: int, recipe: Recipe, lr: float
     return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, stage_len - warm))))
 
 
-def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, unsup_prob: float = 0.5):
-    """The loss of one batch: CodeFusion's three terms, or the AR baseline's cross-entropy, on the same inputs."""
+def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, unsup_prob: float = 0.5,
+               unroll_prob: float = 0.0):
+    """The loss of one batch: CodeFusion's three terms, or the AR baseline's cross-entropy, on the same inputs.
+    unroll_prob: the share of self-conditioned rows trained on N's own earlier tokens (loss.py)."""
     prompts = [data.prompts[i] for i in idx]
     code = data.code_ids[idx].to(device)
     if pretrain:
@@ -242,7 +244,7 @@ def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, un
         memory, pad_mask = model.encode_prompts(prompts, device)
     if model.config.architecture == "autoregressive":
         return model.loss(code, memory, pad_mask)
-    return codefusion_loss(model, code, memory, pad_mask)
+    return codefusion_loss(model, code, memory, pad_mask, unroll_prob=unroll_prob)
 
 
 @torch.no_grad()
@@ -342,6 +344,10 @@ def train(args) -> Path:
         if args.ema_decay is not None and args.ema_decay != saved_decay:
             raise CodeFusionError(f"--resume: the run in {out} was started with --ema-decay {saved_decay}, not {args.ema_decay}")
         args.ema_decay = saved_decay
+        saved_unroll = meta["args"].get("unroll") or 0.0   # runs saved before the flag existed trained without it
+        if args.unroll is not None and args.unroll != saved_unroll:
+            raise CodeFusionError(f"--resume: the run in {out} was started with --unroll {saved_unroll}, not {args.unroll}")
+        args.unroll = saved_unroll
     elif args.init:
         shaping = [f"--{k.replace('_', '-')}" for k in INIT_FIXED if getattr(args, k) is not None]
         if shaping:  # the checkpoint fixes these; silently ignoring them would mislead
@@ -359,6 +365,9 @@ def train(args) -> Path:
             snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed)
         model = build_model(args, lang, train_pairs, snippets or [])
     tokenizer, config = model.tokenizer, model.config
+    args.unroll = args.unroll or 0.0
+    if args.unroll and not config.self_condition:
+        raise CodeFusionError("--unroll hands N its previous step's x̂0 through self-conditioning: it needs --self-condition on")
     out.mkdir(parents=True, exist_ok=True)
 
     ft_codes, ft_trunc = encode_codes(tokenizer, [e.code for e in train_pairs], config.code_len)
@@ -418,7 +427,7 @@ def train(args) -> Path:
         idx = data.batch_indices(step, batch_size, args.seed + (0 if pretrain else 1))
         idx = idx[accelerator.process_index * per_proc:(accelerator.process_index + 1) * per_proc]
         with accelerator.autocast():
-            terms = batch_loss(raw, data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks])
+            terms = batch_loss(raw, data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], args.unroll)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(terms.total)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -489,6 +498,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bpe-corpus", choices=["auto", "pairs", "pairs+snippets"], default="auto",
                    help="what the BPE tokenizer is fitted on: the training pairs, plus the pre-training snippets "
                         "(auto: the snippets only when the run pre-trains)")
+    p.add_argument("--unroll", type=float, default=None, metavar="P",
+                   help="share of self-conditioned rows trained on N's own earlier tokens: x_t noised from the tokens "
+                        "N, D and H read at a noisier timestep, the target still the gold program (default 0: off)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop (and save) at this step while keeping the full run's plan; continue with --resume")
     p.add_argument("--seed", type=int, default=0)
@@ -508,6 +520,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
     if args.embed_scale is not None and not 0 < args.embed_scale < float("inf"):
         p.error(f"--embed-scale must be a positive number, got {args.embed_scale}")
+    if args.unroll is not None and not 0 <= args.unroll <= 1:
+        p.error(f"--unroll must be in [0, 1], got {args.unroll}")
+    if args.unroll and args.architecture != "codefusion":
+        p.error("--unroll trains CodeFusion's denoising steps; the autoregressive baseline has none")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.bpe_corpus != "auto" and (args.init or args.encoder):

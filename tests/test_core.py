@@ -88,6 +88,77 @@ def test_noise_term_eps_form_equals_snr_weighted_x0_error():
     assert eps_terms.denoise.item() == pytest.approx(x0_terms.denoise.item() * (ab / (1 - ab)).item(), rel=1e-4)
 
 
+def test_unrolled_rows_are_noised_from_the_tokens_n_d_and_h_read_at_a_noisier_step():
+    from codefusion.loss import unrolled_step
+
+    model = tiny_model()
+    code = torch.randint(5, 64, (6, model.config.code_len))
+    memory = torch.randn(6, 5, model.config.width)
+    x0, noise = model.embedding(code), torch.randn(6, model.config.code_len, model.config.embed_dim)
+    t = torch.tensor([0, 100, 300, 600, 900, 1199])
+    d = model.diffusion
+    with torch.no_grad():
+        torch.manual_seed(3)
+        x_t, x0_prev = unrolled_step(model, x0, t, noise, memory, None, unroll_prob=1.0)
+        # The signal of every x_t is the embedding of whole tokens: what D and H read off N's x̂0.
+        ab = d.alphas_cumprod[t].view(-1, 1, 1)
+        signal = (x_t - (1 - ab).sqrt() * noise) / ab.sqrt()
+        read = model.logits(model.decode(x0_prev, memory)).argmax(-1)
+        assert torch.allclose(signal[:-1], model.embedding(read)[:-1], atol=1e-3)   # t = T-1 hides all signal
+        assert (read != code).float().mean() > 0.5, "an untrained model's tokens are mostly wrong"
+        # x0_prev came from a noisier (or equal) timestep of the gold program: redo it for each candidate s.
+        s_found = []
+        for i in range(6):
+            for s in range(int(t[i]), d.T):
+                x_s = d.q_sample(x0[i:i + 1], torch.tensor([s]), noise[i:i + 1])
+                if torch.allclose(model.denoise(x_s, torch.tensor([s]), memory[i:i + 1]), x0_prev[i:i + 1], atol=1e-5):
+                    s_found.append(s)
+                    break
+        assert len(s_found) == 6 and all(s >= int(ti) for s, ti in zip(s_found, t)) and s_found[-1] == 1199
+        assert sum(s > int(ti) for s, ti in zip(s_found[:-1], t)) >= 4, (s_found, "the earlier step is noisier")
+        # No row chosen: plain self-conditioning, x_t of the gold program and N's estimate from it.
+        x_t0, prev0 = unrolled_step(model, x0, t, noise, memory, None, unroll_prob=0.0)
+        assert torch.equal(x_t0, d.q_sample(x0, t, noise))
+        assert torch.allclose(prev0, model.denoise(x_t0, t, memory), atol=1e-6)
+
+
+def test_unroll_keeps_the_gold_target_and_is_refused_where_it_has_no_meaning(data_dir, tmp_path, capsys):
+    model = tiny_model().train()
+    code = torch.randint(5, 64, (4, model.config.code_len))
+    memory = torch.randn(4, 7, model.config.width)
+    torch.manual_seed(1)
+    terms = codefusion_loss(model, code, memory, None, self_condition_prob=1.0, unroll_prob=1.0)
+    terms.total.backward()
+    assert torch.isfinite(terms.total) and model.denoiser.in_proj.weight.grad is not None
+    with pytest.raises(ValueError, match="no target"):
+        codefusion_loss(model, code, memory, None, noise_target="eps", unroll_prob=0.5)
+    from codefusion.train import main
+
+    for argv, message in ((["--unroll", "1.5"], "--unroll must be in"),
+                          (["--unroll", "0.5", "--architecture", "autoregressive"], "has none")):
+        with pytest.raises(SystemExit):
+            main(["--lang", "cf", "--out", str(tmp_path / "x"), *argv])
+        assert message in capsys.readouterr().err
+    assert main(["--lang", "cf", "--preset", "tiny", "--out", str(tmp_path / "y"), "--data-dir", str(data_dir),
+                 "--unroll", "0.5", "--self-condition", "off", "--quiet"]) != 0
+    assert "needs --self-condition on" in capsys.readouterr().err
+    # A tiny run with it trains (its losses differ from the plain run's from the first self-conditioned batch on).
+    plain = train_tiny(data_dir, tmp_path / "plain", "cf", 12)
+    unrolled = train_tiny(data_dir, tmp_path / "unrolled", "cf", 12, "--unroll", "1")
+    losses = [[r["total"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "total" in r]
+              for run in (plain, unrolled)]
+    assert len(losses[1]) == 12 and all(np.isfinite(losses[1])) and losses[0] != losses[1]
+    # Its extra random draws are part of the saved RNG state: stopped and resumed, it repeats the same losses.
+    part = tmp_path / "part"
+    train_tiny(data_dir, part, "cf", 12, "--unroll", "1", "--stop-after", "6", "--save-every", "3")
+    assert main(["--lang", "cf", "--preset", "tiny", "--out", str(part), "--data-dir", str(data_dir), "--resume",
+                 "--unroll", "0.5", "--quiet"]) == 2
+    assert "started with --unroll 1.0, not 0.5" in capsys.readouterr().err
+    train_tiny(data_dir, part, "cf", 12, "--resume")   # the saved setting is kept
+    resumed = [r["total"] for r in map(json.loads, (part / "log.jsonl").read_text().splitlines()) if "total" in r]
+    assert resumed == losses[1]
+
+
 def test_embedding_vectors_have_unit_rms_and_round_trip():
     model = tiny_model()
     table = model.embedding.table()
