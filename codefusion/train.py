@@ -427,7 +427,7 @@ def train(args) -> Path:
         idx = data.batch_indices(step, batch_size, args.seed + (0 if pretrain else 1))
         idx = idx[accelerator.process_index * per_proc:(accelerator.process_index + 1) * per_proc]
         with accelerator.autocast():
-            terms = batch_loss(raw, data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], args.unroll)
+            terms = batch_loss(raw, data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], unroll_prob=args.unroll)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(terms.total)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
