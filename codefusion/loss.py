@@ -85,6 +85,9 @@ def unrolled_step(model, x0, t, noise, memory, memory_pad_mask, unroll_prob: flo
     s = torch.where(rows, earlier, t)
     x_s = diffusion.q_sample(x0, s, noise)   # rows not chosen: s = t, the plain x_t
     x0_prev = model.denoise(x_s, s, memory, memory_pad_mask)
-    read = model.logits(model.decode(x0_prev, memory, memory_pad_mask)).argmax(-1)
-    x_t = torch.where(rows[:, None, None], diffusion.q_sample(model.embedding(read), t, noise), x_s)
+    x_t = x_s.clone()
+    if rows.any():   # D and H only where their tokens are used
+        mask = None if memory_pad_mask is None else memory_pad_mask[rows]
+        read = model.logits(model.decode(x0_prev[rows], memory[rows], mask)).argmax(-1)
+        x_t[rows] = diffusion.q_sample(model.embedding(read), t[rows], noise[rows])
     return x_t, x0_prev.detach()
