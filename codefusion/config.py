@@ -42,6 +42,7 @@ class CodeFusionConfig:
     embed_scale: float = 1.0        # RMS of L's vectors; below 1 the same noise hides more (Difformer's noise factor)
     share_embedding: bool = False   # L is a projection of E's input embedding (CodeEmbedding)
     tie_head: bool = False          # H scores against L's table (TiedHead) instead of its own weights
+    copy_head: bool = False         # H can also copy prompt tokens (CopyHead: a pointer over E_s)
     self_condition: bool = True     # feed the previous x̂0 back into N (Plaid/CDCD); cheap, helps a lot
     dropout: float = 0.1
 
@@ -57,6 +58,9 @@ class CodeFusionConfig:
             raise CodeFusionError(f"config: unknown language {self.language!r}; expected one of {LANGUAGES}")
         if not isinstance(self.sentence_case_prompts, bool):
             raise CodeFusionError(f"config: sentence_case_prompts must be true or false, got {self.sentence_case_prompts!r}")
+        if self.copy_head and (self.architecture != "codefusion" or not self.decoder_layers):
+            raise CodeFusionError("config: copy_head is CodeFusion's H reading D's states: it needs the codefusion "
+                                  "architecture and decoder_layers > 0")
         if not 0 < self.embed_scale < float("inf"):
             raise CodeFusionError(f"config: embed_scale must be a positive number, got {self.embed_scale}")
         for name in ("width", "encoder_width"):

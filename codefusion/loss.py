@@ -30,8 +30,10 @@ class LossTerms:
 
 def codefusion_loss(model, code_ids: torch.Tensor, memory: torch.Tensor, memory_pad_mask: torch.Tensor | None,
                     t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
-                    noise_target: str = "x0", self_condition_prob: float = 0.5, unroll_prob: float = 0.0) -> LossTerms:
-    """One training step's loss for a batch of code token ids (B, code_len) given E_s (B, S, width).
+                    noise_target: str = "x0", self_condition_prob: float = 0.5, unroll_prob: float = 0.0,
+                    prompt_ids: torch.Tensor | None = None) -> LossTerms:
+    """One training step's loss for a batch of code token ids (B, code_len) given E_s (B, S, width) and, for a
+    model with the copy head, the prompt's token ids (B, S) that it may copy (rows of pad copy nothing).
 
     unroll_prob > 0: in self-conditioned batches, that share of the rows is trained on N's own earlier
     tokens (`unrolled_step`) instead of on q_sample of the gold program."""
@@ -50,7 +52,7 @@ def codefusion_loss(model, code_ids: torch.Tensor, memory: torch.Tensor, memory_
         # Self-conditioning: train N to refine its own earlier estimate, as sampling will ask it to.
         with torch.no_grad():
             if unroll_prob > 0:
-                x_t, x0_prev = unrolled_step(model, x0, t, noise, memory, memory_pad_mask, unroll_prob)
+                x_t, x0_prev = unrolled_step(model, x0, t, noise, memory, memory_pad_mask, unroll_prob, prompt_ids)
             else:
                 x0_prev = model.denoise(x_t, t, memory, memory_pad_mask).detach()
     x0_hat = model.denoise(x_t, t, memory, memory_pad_mask, x0_prev)
@@ -61,14 +63,14 @@ def codefusion_loss(model, code_ids: torch.Tensor, memory: torch.Tensor, memory_
         denoise = F.mse_loss(diffusion.eps_from_x0(x_t, t, x0_hat), noise)
     else:
         denoise = F.mse_loss(x0_hat, x0) / unit
-    d_s = model.decode(x0_hat, memory, memory_pad_mask)
+    d_s, scores = model.read(x0_hat, memory, memory_pad_mask, prompt_ids)
     # Without D (the ablation) D_s is x̂0 itself, whose error the first term already counts.
     decoder = F.mse_loss(d_s, x0) / unit if model.decoder is not None else torch.zeros((), device=x0.device)
-    ce = F.cross_entropy(model.logits(d_s).flatten(0, 1), code_ids.flatten())
+    ce = F.cross_entropy(scores.flatten(0, 1), code_ids.flatten())
     return LossTerms(total=denoise + decoder + ce, denoise=denoise, decoder=decoder, ce=ce)
 
 
-def unrolled_step(model, x0, t, noise, memory, memory_pad_mask, unroll_prob: float):
+def unrolled_step(model, x0, t, noise, memory, memory_pad_mask, unroll_prob: float, prompt_ids=None):
     """x_t and the self-conditioning input x̂0 built from N's own earlier tokens, for a random `unroll_prob`
     share of the rows (one unrolled step, after SUNDAE's step-unrolled denoising).
 
@@ -88,6 +90,7 @@ def unrolled_step(model, x0, t, noise, memory, memory_pad_mask, unroll_prob: flo
     x_t = x_s.clone()
     if rows.any():   # D and H only where their tokens are used
         mask = None if memory_pad_mask is None else memory_pad_mask[rows]
-        read = model.logits(model.decode(x0_prev[rows], memory[rows], mask)).argmax(-1)
+        ids = None if prompt_ids is None else prompt_ids[rows]
+        read = model.read(x0_prev[rows], memory[rows], mask, ids)[1].argmax(-1)
         x_t[rows] = diffusion.q_sample(model.embedding(read), t[rows], noise[rows])
     return x_t, x0_prev.detach()

@@ -88,6 +88,68 @@ class TiedHead(nn.Module):
         return (d_s @ self.embedding[0].table().T) * self.log_scale.exp() + self.bias
 
 
+def token_classes(tokenizer, vocab_size: int) -> torch.Tensor:
+    """Each token id's copy class: the smallest id whose text is the same once surrounding whitespace is stripped
+    and letters lower-cased, so "ĠBull", "Bull" and "bull" are one class. Byte-level BPE glues the space before
+    a word to it, so a prompt's word and the same word inside code ("contain Bull" and "TextContains(Bull)")
+    are different tokens; copying either writes a member of the class. Special tokens, whitespace and partial
+    UTF-8 bytes keep classes of their own."""
+    classes = torch.arange(vocab_size)
+    special, first = set(tokenizer.all_special_ids), {}
+    for i in range(min(len(tokenizer), vocab_size)):
+        text = tokenizer.decode([i])
+        key = text.strip().lower()
+        if i not in special and key and "\ufffd" not in text:
+            classes[i] = first.setdefault(key, i)
+    return classes
+
+
+class CopyHead(nn.Module):
+    """H's copy path, a pointer over the prompt (pointer-generator networks, See et al. 2017): at each code
+    position a gate splits the probability between generating from the vocabulary (H's tied logits) and
+    copying a prompt token, chosen by attention of D's hidden state over E_s. A copied token writes the member
+    of its class (`token_classes`) that H's own logits prefer. Constants the training pairs never contain
+    (CF's `TextContains(Bull)`, a Python variable named in the request) are then written by pointing at them,
+    instead of needing a vocabulary row learnt for each. Returns log-probabilities."""
+
+    def __init__(self, config: CodeFusionConfig):
+        super().__init__()
+        w = config.width
+        self.query, self.key, self.gate = nn.Linear(w, w), nn.Linear(w, w), nn.Linear(w, 1)
+        # How strongly a position is drawn to the prompt token after the one its left neighbour points at, and
+        # before the one its right neighbour points at: a word of several BPE pieces is copied in order.
+        self.follow = nn.Parameter(torch.full((2,), 2.0))
+        self.pad_token_id = config.pad_token_id
+        self.register_buffer("classes", torch.arange(config.vocab_size))   # set from the tokenizer by the trainer
+
+    def forward(self, logits: torch.Tensor, hidden: torch.Tensor, memory: torch.Tensor,
+                prompt_ids: torch.Tensor) -> torch.Tensor:
+        """log p (B, L, V) from H's generation logits (B, L, V), D's hidden states (B, L, W), E_s (B, S, W) and
+        the prompt's token ids (B, S). Pad ids are never copied: a row of pads (unsupervised generation's noise
+        "prompt") only generates."""
+        can_copy = prompt_ids != self.pad_token_id
+        has_prompt = can_copy.any(-1)[:, None, None]
+        scores = self.query(hidden) @ self.key(memory).transpose(1, 2) / math.sqrt(hidden.shape[-1])
+        mask = lambda x: x.masked_fill(~can_copy[:, None, :], float("-inf")).masked_fill(~has_prompt, 0.0)  # noqa: E731
+        attn = mask(scores).softmax(-1)
+        # Span continuation: all positions are decoded at once, so nothing else orders the pieces of a copied
+        # word. attn[:, i-1, j-1] and attn[:, i+1, j+1], shifted onto (i, j), add to position i's scores.
+        before, after = F.pad(attn[:, :-1, :-1], (1, 0, 1, 0)), F.pad(attn[:, 1:, 1:], (0, 1, 0, 1))
+        attn = mask(scores + self.follow[0] * before + self.follow[1] * after).softmax(-1)
+        classes = self.classes.expand_as(logits)
+        # copy mass per class: attention summed over the prompt positions holding a member of that class
+        mass = torch.zeros_like(logits).scatter_add_(-1, self.classes[prompt_ids][:, None, :].expand_as(attn), attn)
+        # which member: H's logits, normalised within the class (a scatter log-sum-exp; the max only stabilises)
+        top = logits.detach().amax(-1, keepdim=True)
+        class_sum = torch.zeros_like(logits).scatter_add_(-1, classes, (logits - top).exp())
+        log_within = logits - top - class_sum.gather(-1, classes).clamp_min(1e-30).log()
+        log_copy = mass.gather(-1, classes).clamp_min(1e-30).log() + log_within
+        gate = self.gate(hidden)
+        log_gate = F.logsigmoid(gate).masked_fill(~has_prompt, float("-inf"))
+        log_keep = F.logsigmoid(-gate).masked_fill(~has_prompt, 0.0)
+        return torch.logaddexp(log_keep + logits.log_softmax(-1), log_gate + log_copy)
+
+
 def _stack(config: CodeFusionConfig, n_layers: int) -> nn.ModuleList:
     # Pre-norm blocks of self-attention (no causal mask: every position sees every other),
     # cross-attention to E_s, and a feed-forward layer. PyTorch runs attention through fused SDPA.
@@ -186,10 +248,12 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(config.width)
         self.out_proj = nn.Linear(config.width, config.embed_dim)
 
-    def forward(self, x0_hat, memory, memory_pad_mask=None, cache: MemoryCache | None = None):
+    def forward(self, x0_hat, memory, memory_pad_mask=None, cache: MemoryCache | None = None, return_hidden=False):
+        """D_s; with return_hidden also the final hidden states (width wide), which the copy head reads."""
         h = self.in_proj(x0_hat) + self.pos[:, : x0_hat.shape[1]]
-        h = _run_stack(self.layers, h, memory, memory_pad_mask, cache)
-        return self.out_proj(self.norm(h))
+        h = self.norm(_run_stack(self.layers, h, memory, memory_pad_mask, cache))
+        d_s = self.out_proj(h)
+        return (d_s, h) if return_hidden else d_s
 
 
 class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tags=["code-generation", "diffusion"],
@@ -211,6 +275,7 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         self.decoder = Decoder(config) if config.decoder_layers else None
         self.head = (TiedHead(self.embedding) if config.tie_head                 # H
                      else nn.Linear(config.embed_dim, config.vocab_size))
+        self.pointer = CopyHead(config) if config.copy_head else None              # H's copy path (optional)
         self.diffusion = GaussianDiffusion(config.diffusion_steps, config.schedule, config.schedule_offset)
         self.tokenizer = None  # attached by from_pretrained / the trainer
 
@@ -231,6 +296,18 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
     def logits(self, d_s: torch.Tensor) -> torch.Tensor:
         return self.head(d_s)
 
+    def read(self, x0_hat, memory, memory_pad_mask=None, prompt_ids=None, cache: MemoryCache | None = None):
+        """D then H: (D_s, H's scores over the vocabulary at each position). With the copy head the scores are
+        log-probabilities of generating or copying a prompt token (`prompt_ids`, aligned with `memory`);
+        argmax, log_softmax and cross-entropy read either kind alike."""
+        if self.pointer is None:
+            d_s = self.decode(x0_hat, memory, memory_pad_mask, cache)
+            return d_s, self.logits(d_s)
+        if prompt_ids is None:
+            raise CodeFusionError("this model copies from the prompt: pass the prompt's token ids (prompt_ids)")
+        d_s, hidden = self.decoder(x0_hat, memory, memory_pad_mask, cache, return_hidden=True)
+        return d_s, self.pointer(self.logits(d_s), hidden, memory, prompt_ids)
+
     def memory_caches(self, memory, memory_pad_mask=None) -> tuple[MemoryCache, MemoryCache]:
         """Cross-attention K/V of E_s for N and for D, computed once per request."""
         return (MemoryCache(self.denoiser.layers, memory, memory_pad_mask),
@@ -246,14 +323,16 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                              padding=True, return_tensors="pt")
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
-    def encode_prompts(self, prompts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """E_s for a batch of prompts and its padding mask (True at padded positions)."""
+    def encode_prompts(self, prompts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """E_s for a batch of prompts, its padding mask (True at padded positions) and the prompts' token ids
+        (what the copy head copies)."""
         ids, attn = self.tokenize_prompts(prompts, device)
-        return self.encode(ids, attn), attn == 0
+        return self.encode(ids, attn), attn == 0, ids
 
     def num_parameters_by_part(self) -> dict[str, int]:
         parts = {"E (encoder)": self.encoder, "L (embedding)": self.embedding, "N (denoiser)": self.denoiser,
-                 "D (decoder)": self.decoder, "H (head)": self.head, "E_s projection": self.memory_proj}
+                 "D (decoder)": self.decoder, "H (head)": self.head, "H copy path": self.pointer,
+                 "E_s projection": self.memory_proj}
         counts = {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts

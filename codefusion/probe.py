@@ -77,10 +77,10 @@ def token_accuracy(model, prompts: list[str], codes: list[str], timesteps=DEFAUL
             content = ids != model.config.pad_token_id
             total += int(content.sum())
             for name, batches in encoded.items():
-                memory, pad = batches[b]
+                memory, pad, prompt_ids = batches[b]
                 x0_hat = model.denoise(x_t, tt, memory, pad)
                 x0_hat = model.denoise(x_t, tt, memory, pad, x0_hat)
-                pred = model.logits(model.decode(x0_hat, memory, pad)).argmax(-1)
+                pred = model.read(x0_hat, memory, pad, prompt_ids)[1].argmax(-1)
                 hits[name] += int(((pred == ids) & content).sum())
         rows.append({"t": t, "prompt": 100 * hits["prompt"] / max(total, 1),
                      "shuffled": 100 * hits["shuffled"] / max(total, 1), "tokens": total})

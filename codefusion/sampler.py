@@ -129,9 +129,10 @@ class _Run:
         self.model, self.k = model, k
         device = next(model.parameters()).device
         prompts, self.notice = prepare_prompts(model, prompts)
-        memory, pad_mask = model.encode_prompts(prompts, device)             # E runs once per request
+        memory, pad_mask, prompt_ids = model.encode_prompts(prompts, device)  # E runs once per request
         self.memory = memory.repeat_interleave(k, dim=0)                     # k candidates as one batch
         self.pad_mask = pad_mask.repeat_interleave(k, dim=0)
+        self.prompt_ids = prompt_ids.repeat_interleave(k, dim=0)
         self.n_cache, self.d_cache = model.memory_caches(self.memory, self.pad_mask)  # cross-attention K/V, once
         self.scheduler = model.diffusion.make_scheduler(sampler, steps)
         self.timesteps = inference_timesteps(self.scheduler, steps)
@@ -149,7 +150,7 @@ class _Run:
         for t in self.timesteps:
             tt = torch.full((self.x_t.shape[0],), t, device=self.x_t.device, dtype=torch.long)
             self.x0_hat = model.denoise(self.x_t, tt, self.memory, self.pad_mask, self.x0_hat, cache=self.n_cache)
-            self.logits = model.logits(model.decode(self.x0_hat, self.memory, self.pad_mask, cache=self.d_cache))
+            self.logits = model.read(self.x0_hat, self.memory, self.pad_mask, self.prompt_ids, cache=self.d_cache)[1]
             if self.score_sum is not None:
                 self.score_sum += program_scores(self.logits, model.config.pad_token_id).cpu()
             # Clamping: step the scheduler from the embeddings of the tokens D and H read off x̂0, not from x̂0

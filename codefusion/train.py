@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from codefusion import LANGUAGES
+from codefusion.augment import CopyAugmenter
 from codefusion.config import PRESETS, preset
 from codefusion.data import load_snippets, load_split
 from codefusion.errors import CodeFusionError, run_cli
@@ -48,7 +49,7 @@ class Recipe:
 
 # Settings an --init checkpoint fixes (its shapes and tokenizer).
 INIT_FIXED = ("code_len", "vocab_size", "decoder_layers", "tie_head", "share_embedding", "self_condition", "embed_scale",
-              "dropout", "encoder")
+              "dropout", "encoder", "copy_head")
 
 # Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
 PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
@@ -74,10 +75,10 @@ def encode_codes(tokenizer, codes: list[str], code_len: int) -> tuple[torch.Tens
 
 
 class PairData:
-    """Prompts (kept as text, padded per batch) and fixed-length codes."""
+    """Prompts (kept as text, padded per batch) and fixed-length codes (`codes`: their text, for augmentation)."""
 
-    def __init__(self, prompts: list[str], code_ids: torch.Tensor):
-        self.prompts, self.code_ids = prompts, code_ids
+    def __init__(self, prompts: list[str], code_ids: torch.Tensor, codes: list[str] | None = None):
+        self.prompts, self.code_ids, self.codes = prompts, code_ids, codes
 
     def __len__(self):
         return len(self.prompts)
@@ -227,24 +228,26 @@ def lr_at(step: int, stage_start: int, stage_len: int, recipe: Recipe, lr: float
 
 
 def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, unsup_prob: float = 0.5,
-               unroll_prob: float = 0.0):
+               unroll_prob: float = 0.0, batch: tuple[list[str], torch.Tensor] | None = None):
     """The loss of one batch: CodeFusion's three terms, or the AR baseline's cross-entropy, on the same inputs.
-    unroll_prob: the share of self-conditioned rows trained on N's own earlier tokens (loss.py)."""
-    prompts = [data.prompts[i] for i in idx]
-    code = data.code_ids[idx].to(device)
+    unroll_prob: the share of self-conditioned rows trained on N's own earlier tokens (loss.py).
+    batch: (prompts, code ids) that replace data's rows idx (copy augmentation rewrites them)."""
+    prompts, code = batch if batch is not None else ([data.prompts[i] for i in idx], data.code_ids[idx])
+    code = code.to(device)
     if pretrain:
         # Encoder frozen in pre-training (code only: N, D and L learn).
         with torch.no_grad():
-            memory, pad_mask = model.encode_prompts(prompts, device)
+            memory, pad_mask, prompt_ids = model.encode_prompts(prompts, device)
         unsup = torch.rand(len(idx), device=device) < unsup_prob
         noise, _ = noise_memory(len(idx), memory.shape[1], memory.shape[2], device)
         memory = torch.where(unsup[:, None, None], noise, memory)      # unsupervised generation rows
         pad_mask = pad_mask & ~unsup[:, None]
+        prompt_ids = prompt_ids.masked_fill(unsup[:, None], model.config.pad_token_id)   # noise has nothing to copy
     else:
-        memory, pad_mask = model.encode_prompts(prompts, device)
+        memory, pad_mask, prompt_ids = model.encode_prompts(prompts, device)
     if model.config.architecture == "autoregressive":
         return model.loss(code, memory, pad_mask)
-    return codefusion_loss(model, code, memory, pad_mask, unroll_prob=unroll_prob)
+    return codefusion_loss(model, code, memory, pad_mask, unroll_prob=unroll_prob, prompt_ids=prompt_ids)
 
 
 @torch.no_grad()
@@ -265,14 +268,14 @@ def validation_loss(model, data: PairData, device, batch_size: int = 64, max_exa
 
 
 def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  # noqa: F821
-    from codefusion.model import CodeFusion
+    from codefusion.model import CodeFusion, token_classes
     from codefusion.tokenization import check_special_ids, load_tokenizer, train_bpe_tokenizer
 
     on_off = lambda v: None if v is None else v == "on"  # noqa: E731
     overrides = dict(code_len=args.code_len, decoder_layers=args.decoder_layers, tie_head=on_off(args.tie_head),
                      embed_scale=args.embed_scale, sentence_case_prompts=args.sentence_case_prompts or None,
                      share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition),
-                     dropout=args.dropout)
+                     dropout=args.dropout, copy_head=on_off(args.copy_head))
     if args.encoder:
         from transformers import T5EncoderModel
 
@@ -303,6 +306,8 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
             model = CodeFusion(config)
     check_special_ids(tokenizer)
     model.tokenizer = tokenizer
+    if getattr(model, "pointer", None) is not None:
+        model.pointer.classes.copy_(token_classes(tokenizer, config.vocab_size))
     return model
 
 
@@ -340,14 +345,15 @@ def train(args) -> Path:
         model = CodeFusion.from_pretrained(state_dir)
         meta = json.loads((state_dir / "trainer_state.json").read_text())
         stage_steps = meta["stage_steps"]  # the resumed run keeps its original plan
-        saved_decay = meta["args"].get("ema_decay")
-        if args.ema_decay is not None and args.ema_decay != saved_decay:
-            raise CodeFusionError(f"--resume: the run in {out} was started with --ema-decay {saved_decay}, not {args.ema_decay}")
-        args.ema_decay = saved_decay
-        saved_unroll = meta["args"].get("unroll") or 0.0   # runs saved before the flag existed trained without it
-        if args.unroll is not None and args.unroll != saved_unroll:
-            raise CodeFusionError(f"--resume: the run in {out} was started with --unroll {saved_unroll}, not {args.unroll}")
-        args.unroll = saved_unroll
+        # Settings that shape every step: a resumed run keeps the saved ones and refuses others.
+        # (Runs saved before a flag existed trained without it.)
+        for name, default in (("ema_decay", None), ("unroll", 0.0), ("copy_augment", 0.0)):
+            saved, given = meta["args"].get(name), getattr(args, name)
+            saved = default if saved is None else saved
+            if given is not None and given != saved:
+                flag = "--" + name.replace("_", "-")
+                raise CodeFusionError(f"--resume: the run in {out} was started with {flag} {saved}, not {given}")
+            setattr(args, name, saved)
     elif args.init:
         shaping = [f"--{k.replace('_', '-')}" for k in INIT_FIXED if getattr(args, k) is not None]
         if shaping:  # the checkpoint fixes these; silently ignoring them would mislead
@@ -365,13 +371,14 @@ def train(args) -> Path:
             snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed)
         model = build_model(args, lang, train_pairs, snippets or [])
     tokenizer, config = model.tokenizer, model.config
-    args.unroll = args.unroll or 0.0
+    args.unroll, args.copy_augment = args.unroll or 0.0, args.copy_augment or 0.0
     if args.unroll and not config.self_condition:
         raise CodeFusionError("--unroll hands N its previous step's x̂0 through self-conditioning: it needs --self-condition on")
     out.mkdir(parents=True, exist_ok=True)
 
     ft_codes, ft_trunc = encode_codes(tokenizer, [e.code for e in train_pairs], config.code_len)
-    finetune_data = PairData([e.nl for e in train_pairs], ft_codes)
+    finetune_data = PairData([e.nl for e in train_pairs], ft_codes, [e.code for e in train_pairs])
+    augmenter = CopyAugmenter(lang, finetune_data.prompts, args.copy_augment) if args.copy_augment else None
     val_codes, _ = encode_codes(tokenizer, [e.code for e in val_pairs], config.code_len)
     val_data = PairData([e.nl for e in val_pairs], val_codes)
     pretrain_data, pt_trunc = None, 0
@@ -426,8 +433,14 @@ def train(args) -> Path:
         per_proc = batch_size // accelerator.num_processes
         idx = data.batch_indices(step, batch_size, args.seed + (0 if pretrain else 1))
         idx = idx[accelerator.process_index * per_proc:(accelerator.process_index + 1) * per_proc]
+        batch = None
+        if augmenter is not None and not pretrain:   # seeded by (seed, step): a resumed run repeats it
+            prompts, codes = augmenter([data.prompts[i] for i in idx], [data.codes[i] for i in idx],
+                                       random.Random(f"{args.seed}:{step}"))
+            batch = (prompts, encode_codes(tokenizer, codes, config.code_len)[0])
         with accelerator.autocast():
-            terms = batch_loss(raw, data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], unroll_prob=args.unroll)
+            terms = batch_loss(raw, data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], unroll_prob=args.unroll,
+                               batch=batch)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(terms.total)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -482,6 +495,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="L projects E's input embedding (default: the preset's)")
     p.add_argument("--tie-head", choices=["on", "off"], default=None, help="H scores against L's table (default: the preset's)")
     p.add_argument("--self-condition", choices=["on", "off"], default=None)
+    p.add_argument("--copy-head", choices=["on", "off"], default=None,
+                   help="H can also copy prompt tokens: a pointer over E_s beside the vocabulary (default: off)")
     p.add_argument("--embed-scale", type=float, default=None,
                    help="RMS of L's code vectors (default 1); below 1 the noise hides more (Difformer's noise factor)")
     p.add_argument("--dropout", type=float, default=None,
@@ -501,6 +516,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--unroll", type=float, default=None, metavar="P",
                    help="share of self-conditioned rows trained on N's own earlier tokens: x_t noised from the tokens "
                         "N, D and H read at a noisier timestep, the target still the gold program (default 0: off)")
+    p.add_argument("--copy-augment", type=float, default=None, metavar="P",
+                   help="share of fine-tuning pairs whose literals that the request spells (CF arguments, quoted Python "
+                        "names and strings) are replaced in both by fresh ones, so they must be copied (default 0: off)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop (and save) at this step while keeping the full run's plan; continue with --resume")
     p.add_argument("--seed", type=int, default=0)
@@ -522,6 +540,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--embed-scale must be a positive number, got {args.embed_scale}")
     if args.unroll is not None and not 0 <= args.unroll <= 1:
         p.error(f"--unroll must be in [0, 1], got {args.unroll}")
+    if args.copy_augment is not None and not 0 <= args.copy_augment <= 1:
+        p.error(f"--copy-augment must be in [0, 1], got {args.copy_augment}")
+    if args.copy_head == "on" and args.architecture != "codefusion":
+        p.error("--copy-head is CodeFusion's H; the autoregressive baseline has none")
     if args.unroll and args.architecture != "codefusion":
         p.error("--unroll trains CodeFusion's denoising steps; the autoregressive baseline has none")
     if args.dropout is not None and not 0 <= args.dropout < 1:
