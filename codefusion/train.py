@@ -517,8 +517,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="share of self-conditioned rows trained on N's own earlier tokens: x_t noised from the tokens "
                         "N, D and H read at a noisier timestep, the target still the gold program (default 0: off)")
     p.add_argument("--copy-augment", type=float, default=None, metavar="P",
-                   help="share of fine-tuning pairs whose literals that the request spells (CF arguments, quoted Python "
-                        "names and strings) are replaced in both by fresh ones, so they must be copied (default 0: off)")
+                   help="share of fine-tuning pairs whose literals that the request spells (CF arguments; Python names, "
+                        "numbers and strings the request quotes; Bash quoted strings and file names) are replaced in "
+                        "both by fresh ones, so they must be copied (default 0: off)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop (and save) at this step while keeping the full run's plan; continue with --resume")
     p.add_argument("--seed", type=int, default=0)
