@@ -354,6 +354,7 @@ def train(args) -> Path:
                 flag = "--" + name.replace("_", "-")
                 raise CodeFusionError(f"--resume: the run in {out} was started with {flag} {saved}, not {given}")
             setattr(args, name, saved)
+        args.save_fp16 = args.save_fp16 or bool(meta["args"].get("save_fp16"))   # a resumed run exports as it began
     elif args.init:
         shaping = [f"--{k.replace('_', '-')}" for k in INIT_FIXED if getattr(args, k) is not None]
         if shaping:  # the checkpoint fixes these; silently ignoring them would mislead
