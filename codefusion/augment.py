@@ -16,12 +16,13 @@ Operators, keywords, utilities and column references are never touched, so every
 
 from __future__ import annotations
 
-import io
 import keyword
 import random
 import re
 import string
 import tokenize
+
+from codefusion.pretraining import python_tokens
 
 _QUOTED = re.compile(r"`([^`]+)`|'([^']+)'|\"([^\"]+)\"")
 _BASH_WORD = re.compile(r"'([^']*)'|\"([^\"]*)\"|([^\s'\"|;&<>(){}$`]+)")
@@ -41,22 +42,13 @@ def _cf_literals(code: str) -> list[tuple[int, int]]:
 
 
 def _python_literals(code: str) -> list[tuple[int, int]]:
-    lines = code.splitlines(keepends=True)
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
     out = []
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            start = offsets[tok.start[0] - 1] + tok.start[1]
-            end = offsets[tok.end[0] - 1] + tok.end[1]
-            if (tok.type == tokenize.NAME and not keyword.iskeyword(tok.string)) or tok.type == tokenize.NUMBER:
-                out.append((start, end))
-            elif tok.type == tokenize.STRING and tok.string[:1] in "'\"" and len(tok.string) > 2 \
-                    and tok.string[1] != tok.string[0]:   # plain '...' or "...", not '''...''' or prefixed
-                out.append((start + 1, end - 1))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        pass   # the literals found before the error stay usable
+    for tok, start, end in python_tokens(code):   # the literals found before a tokenizer error stay usable
+        if (tok.type == tokenize.NAME and not keyword.iskeyword(tok.string)) or tok.type == tokenize.NUMBER:
+            out.append((start, end))
+        elif tok.type == tokenize.STRING and tok.string[:1] in "'\"" and len(tok.string) > 2 \
+                and tok.string[1] != tok.string[0]:   # plain '...' or "...", not '''...''' or prefixed
+            out.append((start + 1, end - 1))
     return out
 
 

@@ -25,21 +25,25 @@ BASH_RESERVED = {"if", "then", "else", "elif", "fi", "for", "while", "until", "d
                  "in", "function", "select", "time"}
 
 
-def python_spans(code: str) -> list[tuple[int, int]]:
-    """Character spans of NAME tokens (identifiers, keywords and builtins are all NAMEs)."""
+def python_tokens(code: str):
+    """Python's own tokens of `code` with their character spans: (token, start, end). Stops quietly at a
+    tokenizer error, keeping the tokens before it (CoNaLa has a few fragments)."""
     lines = code.splitlines(keepends=True)
     offsets = [0]
     for line in lines:
         offsets.append(offsets[-1] + len(line))
-    spans = []
     try:
         for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            if tok.type == tokenize.NAME and (tok.string.isidentifier() or keyword.iskeyword(tok.string)):
-                (r0, c0), (r1, c1) = tok.start, tok.end
-                spans.append((offsets[r0 - 1] + c0, offsets[r1 - 1] + c1))
+            (r0, c0), (r1, c1) = tok.start, tok.end
+            yield tok, offsets[r0 - 1] + c0, offsets[r1 - 1] + c1
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        pass  # keep the spans found before the error: CoNaLa has a few fragments
-    return spans
+        return
+
+
+def python_spans(code: str) -> list[tuple[int, int]]:
+    """Character spans of NAME tokens (identifiers, keywords and builtins are all NAMEs)."""
+    return [(start, end) for tok, start, end in python_tokens(code)
+            if tok.type == tokenize.NAME and (tok.string.isidentifier() or keyword.iskeyword(tok.string))]
 
 
 def bash_spans(code: str) -> list[tuple[int, int]]:

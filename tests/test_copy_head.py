@@ -191,10 +191,12 @@ def test_copy_augmented_training_resumes_exactly_and_refuses_another_share(data_
     part = tmp_path / "part"
     base = ["--lang", "cf", "--preset", "tiny", "--stage", "finetune", "--max-steps", "6", "--data-dir", str(data_dir),
             "--out", str(part), "--quiet", "--eval-every", "1000", "--save-every", "3"]
-    assert main(base + copy + ["--stop-after", "3"]) == 0
+    assert main(base + copy + ["--stop-after", "3", "--save-fp16"]) == 0
     assert main(base + ["--resume", "--copy-augment", "0.2"]) == 2
     assert "started with --copy-augment 0.5, not 0.2" in capsys.readouterr().err
     assert main(base + ["--resume"]) == 0   # the saved share is kept
     assert losses(part / "log.jsonl") == pytest.approx(losses(full / "log.jsonl"), rel=1e-5)
+    from safetensors.torch import load_file   # and so is the 16-bit export the run began with
+    assert load_file(part / "model.safetensors")["embedding.weight"].dtype == torch.float16
     with pytest.raises(SystemExit):
         main(["--lang", "cf", "--out", str(tmp_path / "x"), "--copy-augment", "1.5"])
