@@ -764,6 +764,10 @@ pre.cf-code { margin: 0; padding: 10px 12px; border-radius: 9px; white-space: pr
 .cf-code .p { color: #94a3b8; }
 .cf-code .err { color: #fca5a5; }
 .cf-sheet { margin-top: 8px; overflow-x: auto; }
+.cf-grounded { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; margin-top: 8px; font-size: .85rem; }
+.cf-grounded-label { font-size: .72rem; text-transform: uppercase; letter-spacing: .06em; color: var(--body-text-color-subdued); }
+.cf-grounded code.cf-code { padding: 3px 9px; border-radius: 7px; }
+body[data-cfview="rounding"] .cf-grounded { opacity: .35; }
 .cf-traj table.cf-table { border-collapse: collapse !important; border: none !important; font-size: 12px; width: 100%;
   margin: 0 !important; font-variant-numeric: tabular-nums; }
 .cf-traj table.cf-table tr, .cf-traj table.cf-table thead, .cf-traj table.cf-table tbody { border: none !important; }

@@ -17,8 +17,9 @@ from torch import nn
 from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 from codefusion.loss import LossTerms
+from codefusion.metrics import literal_grounding
 from codefusion.model import CodeFusion
-from codefusion.sampler import MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank, rank_functions
+from codefusion.sampler import MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank_functions, rank_rows
 
 DECODINGS = ("beam", "sample")
 
@@ -92,10 +93,12 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
     @torch.inference_mode()
     def generate_candidates(self, prompts: list[str], k: int = 5, decoding: str = "beam", seed: int = 0,
                             max_new_tokens: int | None = None, draws: int | None = None,
-                            rank_by: str = "score", valid_first: bool = False) -> list[list[Candidate]]:
+                            rank_by: str = "score", valid_first: bool = False,
+                            ground_literals: bool = False) -> list[list[Candidate]]:
         """k candidates per prompt, best score first. draws > k (as in codefusion.sampler.generate): beam
         width or number of samples `draws`, keeping the k best-scoring distinct programs, or with
-        rank_by="vote" the k programs most of them agree on; valid_first: those that parse first."""
+        rank_by="vote" the k programs most of them agree on; valid_first: those that parse first;
+        ground_literals (CF): literals rounded to the request before ranking."""
         if decoding not in DECODINGS:
             raise CodeFusionError(f"unknown decoding {decoding!r}: choose beam or sample")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -105,6 +108,7 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         if rank_by == "mean-score":
             raise CodeFusionError("mean-score averages a draw's score over the denoising steps: the AR baseline has none")
         n_keep, k = k, draws or k   # k = sequences decoded per prompt
+        grounding = [literal_grounding(self.config.language, p) for p in prompts] if ground_literals else None
         prompts, _ = prepare_prompts(self, prompts)
         device = next(self.parameters()).device
         ids, attn = self.tokenize_prompts(prompts, device)
@@ -131,5 +135,4 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                                    tokens=[self.tokenizer.decode([t]) for t in kept], token_ids=kept,
                                    probs=logp[: len(kept)].float().exp().tolist(),
                                    score=float(lp.mean()) if len(lp) else float("-inf")))
-        key, valid = rank_functions(self, rank_by, valid_first)
-        return [rank(cands[i * k:(i + 1) * k], n_keep, key, valid) for i in range(len(prompts))]
+        return rank_rows(cands, k, n_keep, *rank_functions(self, rank_by, valid_first), grounding)

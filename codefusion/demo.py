@@ -32,7 +32,8 @@ MAX_TABLE_COLS = 5
 VIEW_EXPLANATIONS = {
     "decoder": ("<b>Decoder view</b>: what the model would answer if it stopped now: the current clean estimate "
                 "x&#770;<sub>0</sub> read out through the decoder D and the head H, the path the paper uses for "
-                "its final program."),
+                "its final program. For CF rules a line below it shows the rule with its constants grounded to "
+                "the request (the closest words or numbers you wrote), when that changes it."),
     "rounding": ("<b>Rounding view</b>: each position of the noisy x<sub>t</sub> snapped to its nearest token "
                  "embedding (Diffusion-LM's rounding); it stays noisy until the very last steps, which is why "
                  "the paper puts a decoder before rounding."),
@@ -249,6 +250,16 @@ def valid(lang: str, text: str) -> bool:
     return bool(text.strip()) and metrics.is_valid(lang, text)
 
 
+@lru_cache(maxsize=4096)
+def grounded(lang: str, prompt: str, text: str) -> str:
+    """CF: the rule with its literals grounded to the request (`cf.ground_literals`, what `evaluate
+    --ground-literals` scores), or "" when that changes nothing (and for the other languages)."""
+    if lang != "cf" or not text.strip():
+        return ""
+    rule = cf.ground_literals(text, prompt)
+    return "" if rule == text else rule
+
+
 VALID_FIRST = "valid-first"   # a run's settings["ranking"] asking for the programs that parse first
 MEAN_SCORE = "mean-score"     # ... asking for each draw's score averaged over the steps (sampler's rank_by name)
 RANK_LABELS = {VALID_FIRST: "parsing first, then by score", MEAN_SCORE: "by mean score over the steps"}
@@ -279,14 +290,7 @@ def _badges(lang: str, cand, rank: int, k: int, changed: tuple[int, int], gold: 
             mean: float | None = None) -> str:
     """Validity, match with the reference, score, rank (all of the decoder view's program; dimmed in the
     rounding view) and the number of tokens that changed in this step (one per view)."""
-    ok = valid(lang, cand.text)
-    what = {"python": "Python", "bash": "Bash (bashlex)", "cf": "a CF rule"}[lang]
-    b = [f'<span class="badge dim {"ok" if ok else "bad"}" title="the decoder output {"parses" if ok else "does not parse"}'
-         f' as {what}">{"&#10003; valid" if ok else "&#10007; invalid"}</span>']
-    if gold:
-        right = _correct(lang, cand.text, gold, info.table)
-        b.append(f'<span class="badge dim {"ok" if right else "off"}" title="{esc(metrics.METRIC_NAMES.get(lang, ""))}">'
-                 f'{"&#9733; matches reference" if right else "&#8800; reference"}</span>')
+    b = _check_badges(lang, cand.text, gold, info, "the decoder output", "badge dim")
     if mean is None:
         b.append(f'<span class="badge dim score" title="mean log-probability of its tokens (ranking score)">'
                  f'score {cand.score:.2f}</span>')
@@ -318,6 +322,27 @@ def _correct_cached(lang: str, text: str, gold: str, table_json: str) -> bool:
 
 def _correct(lang: str, text: str, gold: str, table) -> bool:
     return _correct_cached(lang, text, gold, json.dumps(table, default=str) if table else "")
+
+
+def _check_badges(lang: str, text: str, gold: str | None, info: RunInfo, what: str, css: str) -> list[str]:
+    """The validity badge of `text` (called `what` in its tooltip) and, with a reference, the match badge."""
+    ok = valid(lang, text)
+    syntax = {"python": "Python", "bash": "Bash (bashlex)", "cf": "a CF rule"}[lang]
+    b = [f'<span class="{css} {"ok" if ok else "bad"}" title="{what} {"parses" if ok else "does not parse"}'
+         f' as {syntax}">{"&#10003; valid" if ok else "&#10007; invalid"}</span>']
+    if gold:
+        right = _correct(lang, text, gold, info.table)
+        b.append(f'<span class="{css} {"ok" if right else "off"}" title="{esc(metrics.METRIC_NAMES.get(lang, ""))}">'
+                 f'{"&#9733; matches reference" if right else "&#8800; reference"}</span>')
+    return b
+
+
+def _grounded_html(rule: str, info: RunInfo) -> str:
+    """The line under a CF card: the rule with its constants grounded to the request, and its own badges."""
+    badges = "".join(_check_badges("cf", rule, info.gold, info, "the grounded rule", "badge"))
+    return (f'<div class="cf-grounded" title="the decoder output with its constants rounded to the closest words or '
+            f'numbers of the request, as evaluate --ground-literals scores it"><span class="cf-grounded-label">'
+            f'grounded to the request</span><code class="cf-code">{code_html([rule], "cf")}</code>{badges}</div>')
 
 
 def step_header(frame, T: int, shown_as: str = "") -> str:
@@ -363,8 +388,11 @@ def render_frame(frames: list, index: int, info: RunInfo, shown_as: str = "") ->
                      f'<pre class="cf-code cf-dec" data-text="{esc(cand.text)}">'
                      f'{code_html(cand.tokens, info.lang, dec_changed, cand.probs)}</pre>'
                      f'<pre class="cf-code cf-rnd">{code_html(cand.rounding_tokens, info.lang, rnd_changed)}</pre>')
-        if cf_table is not None:
-            parts.append(f'<div class="cf-sheet">{cf_table_html(cand.text, cf_table)}</div>')
+        rule = grounded(info.lang, info.prompt, cand.text)
+        if rule:
+            parts.append(_grounded_html(rule, info))
+        if cf_table is not None:   # the sheet runs the rule a user would get: the grounded one where there is one
+            parts.append(f'<div class="cf-sheet">{cf_table_html(rule or cand.text, cf_table)}</div>')
         parts.append("</div>")
     parts.append("</div>")
     return f'<div class="cf-traj lang-{info.lang}">{"".join(parts)}</div>'
@@ -491,7 +519,9 @@ def trajectory_dict(frames: list, info: RunInfo, model_name: str = "", stopped: 
         means = mean_scores(frames)
         rk = run_ranks(frames, info, means)
         ranking = sorted(({"draw": i + 1, "rank": rk[i], "code": c.text, "score": c.score, "mean_score": means[i],
-                           "valid": valid(info.lang, c.text)} for i, c in enumerate(last.candidates)),
+                           "valid": valid(info.lang, c.text),
+                           "grounded": grounded(info.lang, info.prompt, c.text) or None}   # CF: see `grounded`
+                          for i, c in enumerate(last.candidates)),
                          key=lambda d: d["rank"])
     return {"format": "codefusion-trajectory/1", "prompt": info.prompt, "language": info.lang,
             "model": model_name, "settings": info.settings, "gold": info.gold, "stopped": stopped,

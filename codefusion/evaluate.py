@@ -53,14 +53,22 @@ def gold_answers(batch: list[Example], k: int) -> list[list[Answer]]:
 class RetrievalSource:
     """k nearest distinct training codes for each prompt."""
 
-    def __init__(self, lang: str, split: str, data_dir):
+    def __init__(self, lang: str, split: str, data_dir, ground_literals: bool = False):
         from codefusion.retrieval import TfidfRetriever
 
         self.fit_split = RETRIEVAL_FIT_SPLIT[split]
         self.retriever = TfidfRetriever.from_examples(load_split(lang, self.fit_split, data_dir))
+        self.lang, self.ground_literals = lang, ground_literals
 
     def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
-        return [[Answer(code, score) for code, score in self.retriever.search(ex.nl, k)] for ex in batch]
+        out = []
+        for ex in batch:
+            found = self.retriever.search(ex.nl, k)
+            if self.ground_literals:   # a retrieved program adapted to the request: its constants from the request
+                grounding = metrics.literal_grounding(self.lang, ex.nl)
+                found = [(grounding(code), score) for code, score in found]
+            out.append([Answer(code, score) for code, score in found])
+        return out
 
 
 class ModelSource:
@@ -68,13 +76,14 @@ class ModelSource:
 
     def __init__(self, checkpoint: str, lang: str, steps: int, seed: int, sampler: str,
                  revision: str | None = None, device: str | None = None, decoding: str = "beam", clamp: bool = True,
-                 draws: int | None = None, rank_by: str = "score", valid_first: bool = False):
+                 draws: int | None = None, rank_by: str = "score", valid_first: bool = False,
+                 ground_literals: bool = False):
         from codefusion import sampler as sampler_module
 
         self.sampler_module = sampler_module
         self.model = sampler_module.load_model(checkpoint, revision=revision, device=device, lang=lang)
         self.steps, self.seed, self.sampler, self.decoding, self.clamp = steps, seed, sampler, decoding, clamp
-        self.draws, self.rank_by, self.valid_first = draws, rank_by, valid_first
+        self.draws, self.rank_by, self.valid_first, self.ground_literals = draws, rank_by, valid_first, ground_literals
         self.autoregressive = self.model.config.architecture == "autoregressive"
 
     @property
@@ -83,6 +92,7 @@ class ModelSource:
                                             else f", best distinct of {self.draws}")
         ranked += ", by mean score over the steps" if self.rank_by == "mean-score" else ""
         ranked += ", parsing first" if self.valid_first else ""
+        ranked += ", literals grounded" if self.ground_literals else ""
         if self.autoregressive:
             return f"autoregressive T5 baseline ({self.decoding}{ranked})"
         return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'}{ranked})"
@@ -91,11 +101,13 @@ class ModelSource:
         prompts = [ex.nl for ex in batch]
         if self.autoregressive:
             out = self.model.generate_candidates(prompts, k=k, decoding=self.decoding, seed=self.seed, draws=self.draws,
-                                                 rank_by=self.rank_by, valid_first=self.valid_first)
+                                                 rank_by=self.rank_by, valid_first=self.valid_first,
+                                                 ground_literals=self.ground_literals)
         else:
             out = self.sampler_module.generate(self.model, prompts, k=k, steps=self.steps, seed=self.seed,
                                                sampler=self.sampler, clamp=self.clamp, draws=self.draws,
-                                               rank_by=self.rank_by, valid_first=self.valid_first)
+                                               rank_by=self.rank_by, valid_first=self.valid_first,
+                                               ground_literals=self.ground_literals)
         return [[Answer(c.text, float(c.score), c.votes) for c in cands] for cands in out]
 
     def curve(self, examples: list[Example], k: int, n_tasks: int) -> dict:
@@ -260,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "agree on by the language's metric (vote: Bash template, Python AST, CF rule tokens)")
     p.add_argument("--valid-first", action="store_true",
                    help="rank a model's candidates that parse (the validity column's check) before those that do not")
+    p.add_argument("--ground-literals", action="store_true",
+                   help="CF: round each candidate's literal arguments to the request (the most similar span or "
+                        "number it writes) before ranking; with --baseline retrieval, adapt the retrieved rules")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
@@ -287,6 +302,9 @@ def _check_args(args) -> None:
                        ("--rank mean-score", args.rank == "mean-score")):
         if used and args.checkpoint is None:
             raise CodeFusionError(f"{flag} ranks a model's candidates: it needs --checkpoint")
+    if args.ground_literals and (args.lang != "cf" or args.baseline == "gold"):
+        raise CodeFusionError("--ground-literals rounds CF rules' literals to the request: use it with --lang cf and "
+                              "a checkpoint or --baseline retrieval")
     if args.rank == "vote" and (args.draws is None or args.draws <= max(args.k)):
         raise CodeFusionError(f"--rank vote counts agreeing draws: pass --draws above the largest --k ({max(args.k)})")
     if args.curve and args.checkpoint is None:
@@ -307,11 +325,12 @@ def run(args) -> dict:
     if args.checkpoint is not None:
         source = ModelSource(args.checkpoint, args.lang, args.steps, args.seed, args.sampler, args.revision, args.device,
                              args.decoding, clamp=not args.no_clamp, draws=args.draws, rank_by=args.rank,
-                             valid_first=args.valid_first)
+                             valid_first=args.valid_first, ground_literals=args.ground_literals)
         system = f"{source.system}: {args.checkpoint}"
     elif args.baseline == "retrieval":
-        source = RetrievalSource(args.lang, args.split, data_dir)
-        system = f"retrieval baseline (TF-IDF over {source.fit_split})"
+        source = RetrievalSource(args.lang, args.split, data_dir, args.ground_literals)
+        grounded = ", literals grounded" if args.ground_literals else ""
+        system = f"retrieval baseline (TF-IDF over {source.fit_split}{grounded})"
     else:
         source, system = gold_answers, "gold (sanity check)"
 

@@ -27,6 +27,8 @@ def main(argv=None) -> int:
                    help="by the last step's score (score), by the score averaged over the steps (mean-score), or with "
                         "--draws the programs most draws agree on (vote)")
     p.add_argument("--valid-first", action="store_true", help="programs that parse before those that do not")
+    p.add_argument("--ground-literals", action="store_true",
+                   help="CF: round each program's literal arguments to the request before ranking")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (1..T)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim", choices=SAMPLERS)
@@ -40,7 +42,8 @@ def main(argv=None) -> int:
         model = load_model(args.checkpoint, revision=args.revision, device=args.device)
         start = time.perf_counter()
         cands = generate(model, prompt, k=args.k, steps=args.steps, seed=args.seed, sampler=args.sampler,
-                         draws=args.draws, rank_by=args.rank, valid_first=args.valid_first)[0]
+                         draws=args.draws, rank_by=args.rank, valid_first=args.valid_first,
+                         ground_literals=args.ground_literals)[0]
         seconds = time.perf_counter() - start
         notice = prepare_prompts(model, [prompt])[1] if prompt.strip() else ""
     except CodeFusionError as e:
@@ -50,13 +53,15 @@ def main(argv=None) -> int:
         print(f"warning: {notice}", file=sys.stderr)
     if args.json:
         json.dump({"prompt": prompt, "language": model.config.language, "steps": args.steps, "sampler": args.sampler,
-                   "seconds": seconds, "candidates": [{"rank": i + 1, "code": c.text, "score": c.score, "votes": c.votes}
+                   "seconds": seconds, "candidates": [{"rank": i + 1, "code": c.text, "score": c.score, "votes": c.votes,
+                                                        "grounded_from": c.grounded_from or None}
                                                        for i, c in enumerate(cands)]}, sys.stdout, indent=2)
         print()
     else:
         for i, c in enumerate(cands, 1):
             votes = f", {c.votes} of {args.draws} draws" if c.votes else ""
-            print(f"#{i}  score {c.score:.3f}{votes}\n{c.text}\n")
+            grounded = f"\n  (constants grounded to the request; the model wrote: {c.grounded_from})" * bool(c.grounded_from)
+            print(f"#{i}  score {c.score:.3f}{votes}\n{c.text}{grounded}\n")
         print(f"({len(cands)} candidates, {args.steps} {args.sampler} steps, {seconds:.2f} s)", file=sys.stderr)
     return 0
 

@@ -30,6 +30,7 @@ from rapidfuzz.distance import Levenshtein
 
 from codefusion import cf
 from codefusion.data import Example
+from codefusion.errors import CodeFusionError
 
 METRIC_NAMES = {
     "python": "exact match after AST normalisation (CodeBERTScore needs the Hub; see --codebertscore)",
@@ -326,6 +327,13 @@ def program_key(lang: str, code: str) -> str:
     if lang == "python":
         return python_normalise(code)
     return " ".join(code_tokens(code))
+
+
+def literal_grounding(lang: str, request: str):
+    """A function that rounds a program's literals to the request (`cf.ground_literals`; CF rules only)."""
+    if lang != "cf":
+        raise CodeFusionError(f"grounding literals to the request is defined for CF rules only, not {lang}")
+    return lambda code: cf.ground_literals(code, request)
 
 
 def gold_issue(lang: str, example: Example) -> str | None:

@@ -34,11 +34,11 @@ def load_report(path: Path) -> dict:
 
 # the settings that make two evaluations the same system run (all but --seed and bookkeeping such as --out or --curve)
 SYSTEM_SETTINGS = ("lang", "split", "checkpoint", "revision", "baseline", "k", "steps", "sampler", "no_clamp",
-                   "decoding", "draws", "rank", "valid_first", "limit")
+                   "decoding", "draws", "rank", "valid_first", "ground_literals", "limit")
 
 
 # settings added later: reports written before them ran with the default
-SETTING_DEFAULTS = {"rank": "score", "valid_first": False}
+SETTING_DEFAULTS = {"rank": "score", "valid_first": False, "ground_literals": False}
 
 
 def seed_key(report: dict) -> tuple:

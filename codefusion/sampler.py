@@ -40,6 +40,7 @@ class Candidate:
     votes: int | None = None   # with rank_by="vote": how many draws gave this program (by metrics.program_key)
     rounding_text: str = ""
     rounding_tokens: list[str] = field(default_factory=list)
+    grounded_from: str = ""    # the model's own text, when grounding its literals to the request changed it
 
 
 @dataclass
@@ -213,6 +214,25 @@ def stream(model, prompt: str, k: int = 5, steps: int = 20, seed: int = 0, sampl
                     candidates=run.decode(rounding), final=i == steps, notice=run.notice)
 
 
+def ground(cands: list[Candidate], grounding) -> list[Candidate]:
+    """Each candidate with its text grounded (`metrics.literal_grounding`); the model's own text goes to
+    grounded_from."""
+    out = []
+    for c in cands:
+        text = grounding(c.text)
+        out.append(c if text == c.text else replace(c, text=text, grounded_from=c.text))
+    return out
+
+
+def rank_rows(cands: list[Candidate], per_prompt: int, k: int, key=None, valid=None, grounding=None):
+    """`rank` for a batch: cands holds per_prompt candidates of each prompt in turn; grounding, one function per
+    prompt (`metrics.literal_grounding`) or None, rewrites them first."""
+    rows = [cands[i:i + per_prompt] for i in range(0, len(cands), per_prompt)]
+    if grounding is not None:
+        rows = [ground(row, g) for row, g in zip(rows, grounding)]
+    return [rank(row, k, key, valid) for row in rows]
+
+
 def rank(cands: list[Candidate], k: int, key=None, valid=None) -> list[Candidate]:
     """Best score first. With more than k candidates (sample-and-rank), each program text once (its best-scored
     copy), at most k of them; with exactly k, all of them, duplicates kept.
@@ -244,7 +264,8 @@ def rank(cands: list[Candidate], k: int, key=None, valid=None) -> list[Candidate
 @torch.inference_mode()
 def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed: int = 0,
              sampler: str = "ddim", clamp: bool = True, draws: int | None = None,
-             rank_by: str = "score", valid_first: bool = False) -> list[list[Candidate]]:
+             rank_by: str = "score", valid_first: bool = False,
+             ground_literals: bool = False) -> list[list[Candidate]]:
     """k ranked candidates (best score first) for each prompt; all prompts x draws run as one batch.
 
     draws=None (or k): k noise draws, k candidates, duplicates kept. draws > k: sample-and-rank,
@@ -254,10 +275,15 @@ def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed:
     rank_by="mean-score": by each draw's score averaged over all the steps instead of the last step's (the
     last is near 0 for almost every draw of a trained model, so it orders them almost arbitrarily).
     valid_first: programs that parse (metrics.is_valid) before those that do not.
+    ground_literals (CF): each program's literals rounded to the request before ranking (`cf.ground_literals`),
+    so that draws which differ only in a garbled constant become one program.
     A single prompt string gives a list holding one list."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise CodeFusionError("no prompts given")
+    from codefusion.metrics import literal_grounding
+
+    grounding = [literal_grounding(model.config.language, p) for p in prompts] if ground_literals else None
     run = _Run(model, prompts, k, steps, seed, sampler, clamp, draws,   # checks k, steps, draws, prompts first
                track_scores=rank_by == "mean-score")
     check_ranking(rank_by, k, draws)
@@ -266,8 +292,7 @@ def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed:
     cands, n = run.decode(with_rounding=False), run.k
     if run.score_sum is not None:
         cands = [replace(c, score=float(total) / steps) for c, total in zip(cands, run.score_sum)]
-    key, valid = rank_functions(model, rank_by, valid_first)
-    return [rank(cands[i * n:(i + 1) * n], k, key, valid) for i in range(len(prompts))]
+    return rank_rows(cands, n, k, *rank_functions(model, rank_by, valid_first), grounding)
 
 
 def rank_functions(model, rank_by: str, valid_first: bool):

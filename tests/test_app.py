@@ -531,3 +531,22 @@ def test_nan_free_json_export(app):
     data = view.trajectory_dict(traj.frames, traj.info)
     text = json.dumps(data, allow_nan=False)
     assert json.loads(text)["steps"] == 2 and not math.isnan(data["frames"][0]["candidates"][0]["score"])
+
+
+def test_cf_cards_show_the_rule_grounded_to_the_request(app):
+    # the model's garbled copy of "Bull" and a rule with nothing to ground
+    toks = [[("TextContains", 1), ("(", 2), ("lBul", 3), ("Bul", 4)], [("Duplicate", 5), ("(", 2), (")", 6)]]
+    table = [["Index", "Value"], [0, "Bull"], [1, "Bear"], [2, "bull run"], [3, "Cow"], [4, "Bullish"], [5, "x"]]
+    info = view.RunInfo(lang="cf", prompt="Highlight cells that contain Bull", gold="TextContains(Bull)",
+                        gold_source="benchmark", table=table, settings=dict(steps=1, k=2, ranking="score"))
+    frames = [_frame(1, 1, toks)]
+    html = view.render_frame(frames, 0, info)
+    cards = html.split('data-draw=')[1:]
+    assert "grounded to the request" in cards[0] and "grounded to the request" not in cards[1]
+    line = cards[0].split("cf-grounded-label")[1]
+    assert "Bull" in line and "lBul" not in line and "matches reference" in line
+    assert "3 cells formatted" in cards[0]   # the sheet runs the grounded rule, not the garbled one
+    data = view.trajectory_dict(frames, info)
+    assert [r["grounded"] for r in data["ranking"]] == ["TextContains(Bull)", None]
+    bash = view.RunInfo(lang="bash", prompt="contain Bull", settings=dict(steps=1, k=1))
+    assert "grounded" not in view.render_frame([_frame(1, 1, toks[:1])], 0, bash)

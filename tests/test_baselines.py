@@ -70,6 +70,11 @@ def test_ar_checkpoint_round_trips_and_decodes_k_ranked_candidates(tiny_ar, data
                             model.generate_candidates(prompts, k=4, decoding="sample", seed=1, valid_first=True)):
         ok = [is_valid("cf", c.text) for c in first]
         assert sorted(c.text for c in plain) == sorted(c.text for c in first) and ok == sorted(ok, reverse=True)
+    from codefusion.cf import ground_literals   # the AR baseline gets the same post-processing as CodeFusion
+
+    for prompt, plain, grounded in zip(prompts, model.generate_candidates(prompts, k=3, decoding="beam"),
+                                       model.generate_candidates(prompts, k=3, decoding="beam", ground_literals=True)):
+        assert [c.text for c in grounded] == [ground_literals(c.text, prompt) for c in plain]
 
 
 def test_ar_labels_end_with_eos_and_ignore_padding():

@@ -6,8 +6,8 @@ import re
 import pytest
 
 from codefusion.cf import (
-    CFSyntaxError, MIN_DATA_ROWS, coverage, execute_rule, execution_match, is_valid_rule, lex_rule,
-    parse_rule, probe_table,
+    CFSyntaxError, MAX_SPAN_WORDS, MIN_DATA_ROWS, coverage, execute_rule, execution_match, ground_literals,
+    is_valid_rule, lex_rule, parse_rule, probe_table, request_spans,
 )
 
 HEADER_ONLY = [["Index", "Value", "Point"]]
@@ -221,3 +221,41 @@ def test_gold_coverage(data_dir):
     assert test.share >= 97.0
     assert train.share >= 97.0
     assert {f[0] for f in test.failures} == {"730", "736", "782", "796", "828"}  # the known noisy rows
+
+
+# ----------------------------------------------------------------------------- grounding literals to the request
+
+@pytest.mark.parametrize("rule, words, grounded", [
+    # garbled copies of a word become the word; a missing ')' is closed
+    ("TextContains(lBullBululltainBul", "Highlight cells that contain Bull", "TextContains(Bull)"),
+    ("TextEquals(Asain)", "Color cells when value is Asian", "TextEquals(Asian)"),
+    # several words and quoted pieces; the column subject and the quotes stay
+    ("TextContains(c[1], 'X typ')", "Highlight Product Names containing X type", "TextContains(c[1], 'X type')"),
+    ("TextEquals(All items in claim rejected)", 'where "All items in claim have been rejected" to red',
+     "TextEquals(All items in claim have been rejected)"),
+    # numbers go to the request number sharing the longest prefix (not 25, as a plain similarity ties)
+    ("AND(GreaterThanEqual(25),LessThan(5))", "greater than or equal to 25 and less than 50",
+     "AND(GreaterThanEqual(25),LessThan(50))"),
+    ("GreaterThan(c[1], 9000)", "Highlight sales that are above 900000", "GreaterThan(c[1], 900000)"),
+    # kept: literals already in the request, numbers when the request writes none, columns, percentages, no literal
+    ("TextEquals(Stand)", "values that are Stand Up", "TextEquals(Stand)"),
+    ("Top(10)", "the top ten values", "Top(10)"),
+    ("bottom(3%)", "bottom 3 percent of scores 40", "bottom(3%)"),
+    ("NOT(Blanks(c[1]))", "cells that are not empty", "NOT(Blanks(c[1]))"),
+    ("Duplicate()", "repeated values", "Duplicate()"),
+    ("TextContains(LEN(c[1]))", "long names", "TextContains(LEN(c[1]))"),
+    ("", "anything", ""),
+])
+def test_ground_literals_rounds_constants_to_the_request(rule, words, grounded):
+    assert ground_literals(rule, words) == grounded
+
+
+def test_ground_literals_turns_garbled_candidates_into_matches():
+    table = [["Index", "Value"], *[[i, v] for i, v in enumerate(["Bull", "Bear", "Bullish", "Cow", "bull run"])]]
+    for garbled in ("TextContains(lBullBululltainBul", "TextContains(Bul", "TextContains(ulBull"):
+        assert not execution_match(garbled, "TextContains(Bull)", table).match
+        assert execution_match(ground_literals(garbled, "contain Bull"), "TextContains(Bull)", table).match
+    # the request's spans: words, runs of up to MAX_SPAN_WORDS of them and quoted pieces, and its numbers
+    spans, numbers = request_spans('Apply "Annual value" between 5 to 7,000 now')
+    assert {"Annual value", "Apply", "between 5 to 7,000 now"} <= spans and numbers == {"5", "7,000"}
+    assert all(len(s.split()) <= MAX_SPAN_WORDS for s in request_spans(" ".join("w%d" % i for i in range(20)))[0])

@@ -540,6 +540,27 @@ def test_generate_valid_first_reorders_the_same_draws(tiny_bash_checkpoint):
     assert seen == {True, False}, "the tiny model should give both kinds, or the test checks nothing"
 
 
+def test_generate_grounds_literals_before_ranking(tiny_cf_checkpoint, tiny_bash_checkpoint):
+    from codefusion.cf import ground_literals
+    from codefusion.sampler import generate, load_model
+
+    model = load_model(tiny_cf_checkpoint)
+    prompts = ["Highlight cells that contain Bull", "Format cells greater than 25 and less than 50"]
+    plain = generate(model, prompts, k=4, steps=3, seed=1)
+    grounded = generate(model, prompts, k=4, steps=3, seed=1, ground_literals=True)
+    for prompt, a, b in zip(prompts, plain, grounded):
+        # the same draws, each rewritten by cf.ground_literals (the model's own text kept), in the same order
+        assert [c.text for c in b] == [ground_literals(c.text, prompt) for c in a]
+        assert [c.score for c in b] == [c.score for c in a]
+        assert all(c.grounded_from == (o.text if c.text != o.text else "") for c, o in zip(b, a))
+    # sample-and-rank keeps distinct programs after grounding: draws that differ only in a garbled constant merge
+    for prompt, cands in zip(prompts, generate(model, prompts, k=4, steps=3, seed=1, draws=12, ground_literals=True)):
+        texts = [c.text for c in cands]
+        assert len(set(texts)) == len(texts) and all(ground_literals(t, prompt) == t for t in texts)
+    with pytest.raises(CodeFusionError, match="CF rules only"):
+        generate(load_model(tiny_bash_checkpoint), "list files", k=2, steps=2, ground_literals=True)
+
+
 def test_mean_score_ranks_the_same_draws_by_their_score_averaged_over_the_steps(tiny_bash_checkpoint):
     from codefusion.sampler import generate, load_model, program_scores, stream
 

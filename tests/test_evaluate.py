@@ -46,6 +46,23 @@ def test_retrieval_baseline(lang, tmp_path, data_dir):
     assert "train_full" in report["system"]
 
 
+def test_grounded_retrieval_adapts_the_retrieved_rules_to_the_request(tmp_path, data_dir):
+    from codefusion.cf import ground_literals
+
+    plain = evaluate(tmp_path, data_dir, "--lang", "cf", "--split", "val", "--baseline", "retrieval")
+    grounded = evaluate(tmp_path, data_dir, "--lang", "cf", "--split", "val", "--baseline", "retrieval",
+                        "--ground-literals")
+    assert grounded["config"]["ground_literals"] is True and "literals grounded" in grounded["system"]
+    changed = 0
+    for a, b in zip(plain["tasks"], grounded["tasks"]):
+        texts = [ground_literals(c["text"], a["nl"]) for c in a["candidates"]]
+        assert [c["text"] for c in b["candidates"]] == texts
+        changed += texts != [c["text"] for c in a["candidates"]]
+    assert changed >= 10, "most val requests spell a constant that the nearest training rule lacks"
+    # a training rule with the request's own constant solves more val tasks than one with its neighbour's
+    assert grounded["summary"]["top_k"]["1"] > plain["summary"]["top_k"]["1"]
+
+
 def test_retriever_finds_the_nearest_utterance():
     r = TfidfRetriever(["delete all text files", "count lines in a file", "list hidden files"],
                        ["rm *.txt", "wc -l f", "ls -a"])
@@ -104,6 +121,8 @@ def test_curve_survives_a_failed_png_export(tmp_path, monkeypatch, capsys):
     (["--lang", "cf", "--baseline", "retrieval", "--draws", "10"], "needs --checkpoint"),
     (["--lang", "cf", "--baseline", "retrieval", "--valid-first"], "--valid-first ranks a model's candidates"),
     (["--lang", "cf", "--baseline", "retrieval", "--rank", "mean-score"], "--rank mean-score ranks a model's candidates"),
+    (["--lang", "bash", "--baseline", "retrieval", "--ground-literals"], "--ground-literals rounds CF rules"),
+    (["--lang", "cf", "--baseline", "gold", "--ground-literals"], "--ground-literals rounds CF rules"),
     (["--lang", "cf", "--checkpoint", "x", "--k", "1", "5", "--draws", "3"], "--draws must be at least"),
     (["--lang", "cf", "--checkpoint", "x", "--rank", "vote"], "--rank vote counts agreeing draws"),
     (["--lang", "cf", "--checkpoint", "x", "--draws", "5", "--rank", "vote"], "--draws above the largest --k (5)"),

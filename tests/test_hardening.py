@@ -179,12 +179,23 @@ def _cli(module: str, *args: str, stdin: str | None = None) -> subprocess.Comple
     (["--k", "100000"], "k (number of candidates)"), (["--steps", "0"], "steps must be"),
     (["--steps", "99999"], "steps must be"), (["--steps", "ten"], "invalid int value"),
     (["--seed", "abc"], "invalid int value"), (["--sampler", "euler"], "invalid choice"),
-    (["--checkpoint", "/nonexistent/ckpt"], "not found"),
+    (["--checkpoint", "/nonexistent/ckpt"], "not found"), (["--ground-literals"], "CF rules only, not bash"),
 ])
 def test_generate_cli_refuses_bad_arguments(tiny_bash_checkpoint, args, message):
     base = ["--checkpoint", str(tiny_bash_checkpoint)]
     r = _cli("codefusion.generate", "list files", *base, *args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_generate_cli_grounds_cf_literals(tiny_cf_checkpoint):
+    from codefusion.cf import ground_literals
+
+    prompt = "Highlight cells that contain Bull"
+    args = ["--checkpoint", str(tiny_cf_checkpoint), "--k", "3", "--steps", "3", "--json"]
+    plain = json.loads(_cli("codefusion.generate", prompt, *args).stdout)["candidates"]
+    out = json.loads(_cli("codefusion.generate", prompt, *args, "--ground-literals").stdout)["candidates"]
+    assert [c["code"] for c in out] == [ground_literals(c["code"], prompt) for c in plain]
+    assert [c["grounded_from"] for c in out] == [p["code"] if p["code"] != c["code"] else None for p, c in zip(plain, out)]
 
 
 def test_generate_cli_empty_prompt_from_stdin(tiny_bash_checkpoint):
