@@ -434,12 +434,17 @@ def _closest(text: str, pool: set[str], prefix_first: bool) -> str:
     numbers the longest shared prefix comes first: a garbled number keeps its first pieces (GreaterThan(9000)
     for 900000), which a plain similarity ratio weighs no more than its last."""
     low = text.lower()
-
-    def similarity(s: str) -> tuple:
+    best, best_key = "", None
+    matcher = difflib.SequenceMatcher(None, low)   # ratio() is not symmetric: `low` stays the first sequence
+    for s in sorted(pool):
         prefix = len(os.path.commonprefix([low, s.lower()])) if prefix_first else 0
-        return prefix, difflib.SequenceMatcher(None, low, s.lower()).ratio(), -abs(len(s) - len(text))
-
-    return max(sorted(pool), key=similarity)
+        matcher.set_seq2(s.lower())
+        if best_key is not None and (prefix, matcher.real_quick_ratio()) < best_key[:2]:
+            continue   # an upper bound of its ratio already loses: a long request costs no full comparison per span
+        key = (prefix, matcher.ratio(), -abs(len(s) - len(text)))
+        if best_key is None or key > best_key:
+            best, best_key = s, key
+    return best
 
 
 def _ground_argument(arg: str, spans: set[str], numbers: set[str]) -> str:

@@ -259,3 +259,22 @@ def test_ground_literals_turns_garbled_candidates_into_matches():
     spans, numbers = request_spans('Apply "Annual value" between 5 to 7,000 now')
     assert {"Annual value", "Apply", "between 5 to 7,000 now"} <= spans and numbers == {"5", "7,000"}
     assert all(len(s.split()) <= MAX_SPAN_WORDS for s in request_spans(" ".join("w%d" % i for i in range(20)))[0])
+
+
+def test_closest_span_search_equals_the_plain_maximum():
+    # `_closest` skips spans whose similarity bound already loses; it must pick exactly what a full comparison picks
+    import difflib
+    import os
+
+    from codefusion.cf import _closest
+
+    rng = random.Random(3)
+    letters = "abcdeABC 0123"
+    for _ in range(300):
+        text = "".join(rng.choice(letters) for _ in range(rng.randint(1, 8)))
+        pool = {"".join(rng.choice(letters) for _ in range(rng.randint(1, 10))).strip() or "x" for _ in range(25)}
+        for prefix_first in (False, True):
+            def key(s):
+                prefix = len(os.path.commonprefix([text.lower(), s.lower()])) if prefix_first else 0
+                return prefix, difflib.SequenceMatcher(None, text.lower(), s.lower()).ratio(), -abs(len(s) - len(text))
+            assert _closest(text, pool, prefix_first) == max(sorted(pool), key=key)
