@@ -463,7 +463,8 @@ def _ground_argument(arg: str, spans: set[str], numbers: set[str]) -> str:
 def ground_literals(rule: str, request: str) -> str:
     """Round a generated rule's literal arguments to the request (a decoding step, like rounding an embedding to
     its nearest token): each text argument becomes the most similar span of the request, each number the most
-    similar number it writes, and unclosed calls are closed. Literals already in the request, column references,
+    similar number it writes, unclosed calls are closed and what follows the rule's outermost call is dropped (the
+    model writes past its end: `TextEquals(Asain))ian`). Literals already in the request, column references,
     cells and percentages are kept; so is a number when the request writes none ("top ten" -> Top(10)).
 
     Why: a diffusion model writes all positions at once, so a literal of several pieces copied from the request
@@ -485,7 +486,22 @@ def ground_literals(rule: str, request: str) -> str:
         return f"{op}({head}{', '.join(p.strip() for p in new)})"
 
     grounded = _LEAF_CALL_RE.sub(leaf, rule.strip())
-    return grounded + ")" * max(0, grounded.count("(") - grounded.count(")"))
+    grounded += ")" * max(0, grounded.count("(") - grounded.count(")"))
+    return grounded[:_end_of_first_call(grounded)].rstrip()
+
+
+def _end_of_first_call(rule: str) -> int:
+    """Where the rule's outermost call closes (the lexer's tokens, so a ')' inside a quoted argument does not
+    count), or its length: a rule is one call, and what the model writes past it is not part of it."""
+    depth = 0
+    for tok in lex_rule(rule):
+        if tok.text == "(":
+            depth += 1
+        elif tok.text == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                return tok.end
+    return len(rule)
 
 
 # ----------------------------------------------------------------------------- interpreter

@@ -245,6 +245,11 @@ def test_gold_coverage(data_dir):
     ("Duplicate()", "repeated values", "Duplicate()"),
     ("TextContains(LEN(c[1]))", "long names", "TextContains(LEN(c[1]))"),
     ("", "anything", ""),
+    # a rule is one call: what the model wrote past its closing parenthesis goes (a quoted ')' does not close it)
+    ("Duplicate()Duplicateicate", "repeated values", "Duplicate()"),
+    ("TextEquals(Asain))ian", "value is Asian", "TextEquals(Asian)"),
+    ("TextContains('a (b)') x", "cells with a (b)", "TextContains('a (b)')"),
+    ("$A2=$A3", "consecutive duplicates", "$A2=$A3"),
 ])
 def test_ground_literals_rounds_constants_to_the_request(rule, words, grounded):
     assert ground_literals(rule, words) == grounded
