@@ -414,7 +414,7 @@ MAX_SPAN_WORDS = 8  # the longest request span a literal may be grounded to (gol
 _LEAF_CALL_RE = re.compile(r"(\w+)\s*\(([^()]*)(\)|$)")   # a call without nested calls; ')' may be missing at the end
 _REQUEST_WORD_RE = re.compile(r"[^\s\"'“”]+")
 _QUOTED_RE = re.compile(r"[\"'“”]([^\"'“”]+)[\"'“”]")
-_KEEP_ARG_RE = re.compile(r"^(?:[cC]\[\s*\d+\s*\]|\$.*|.*%|LEN\(.*)$")   # columns, cells, percentages: not literals
+_KEEP_ARG_RE = re.compile(r"^(?:[cC]\[\s*\d+\s*\]|\$.*|.*%)$")   # columns, cells, percentages: not literals
 _SUBJECT_RE = re.compile(r"^\s*[cC]\[\s*\d+\s*\]\s*,\s*")
 _REQUEST_NUMBER_RE = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 
