@@ -13,13 +13,34 @@ from codefusion.errors import CodeFusionError
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]  # ids 0..4; pad must be 0, mask 4
 
+# GPT-2's pre-tokenizing pattern (what ByteLevel's use_regex applies), with one alternative in front: a
+# command-line flag after a space (" -type", " --max-depth") stays one piece, so BPE can make it one token.
+# GPT-2's own pattern cuts it into " -" and "type", two tokens that a non-autoregressive denoiser has to put
+# side by side on its own (the bundled Bash model's output is full of stray " -" tokens).
+_GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+_FLAGS_PATTERN = r" --?[A-Za-z][A-Za-z0-9_-]*|" + _GPT2_PATTERN
+BPE_SPLITS = ("gpt2", "flags")
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2):
+
+def _pre_tokenizer(split: str):
+    from tokenizers import Regex, pre_tokenizers
+
+    if split == "gpt2":
+        return pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if split == "flags":
+        return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(_FLAGS_PATTERN), behavior="isolated"),
+                                        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    raise CodeFusionError(f"unknown BPE split {split!r}: choose one of {', '.join(BPE_SPLITS)}")
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2, split: str = "gpt2"):
+    """split: how text is cut before BPE merges ("gpt2": GPT-2's pattern; "flags": the same, but a command-line
+    flag stays whole; see _FLAGS_PATTERN)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = _pre_tokenizer(split)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

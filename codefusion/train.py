@@ -31,6 +31,7 @@ from codefusion.data import load_snippets, load_split
 from codefusion.errors import CodeFusionError, run_cli
 from codefusion.loss import codefusion_loss
 from codefusion.pretraining import mask_code, noise_memory
+from codefusion.tokenization import BPE_SPLITS
 
 STATE_DIR = "state"
 
@@ -295,7 +296,7 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
     else:
         base = preset(args.preset, lang, vocab_size=args.vocab_size, **overrides)
         corpus = [e.nl for e in train_pairs] + [e.code for e in train_pairs] + pretrain_texts
-        tokenizer = train_bpe_tokenizer(corpus, vocab_size=base.vocab_size)
+        tokenizer = train_bpe_tokenizer(corpus, vocab_size=base.vocab_size, split=args.bpe_split)
         config = base.replace(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                               mask_token_id=tokenizer.mask_token_id, architecture=args.architecture)
         if args.architecture == "autoregressive":
@@ -514,6 +515,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bpe-corpus", choices=["auto", "pairs", "pairs+snippets"], default="auto",
                    help="what the BPE tokenizer is fitted on: the training pairs, plus the pre-training snippets "
                         "(auto: the snippets only when the run pre-trains)")
+    p.add_argument("--bpe-split", choices=list(BPE_SPLITS), default="gpt2",
+                   help="how text is cut before BPE merges: GPT-2's pattern, or the same with each command-line flag "
+                        "(' -type', ' --max-depth') kept whole so that it can become one token")
     p.add_argument("--unroll", type=float, default=None, metavar="P",
                    help="share of self-conditioned rows trained on N's own earlier tokens: x_t noised from the tokens "
                         "N, D and H read at a noisier timestep, the target still the gold program (default 0: off)")
@@ -550,8 +554,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--unroll trains CodeFusion's denoising steps; the autoregressive baseline has none")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.bpe_corpus != "auto" and (args.init or args.encoder):
-        p.error(f"--bpe-corpus {args.bpe_corpus}: the tokenizer comes from {'--init' if args.init else '--encoder'}")
+    for flag, value, default in (("--bpe-corpus", args.bpe_corpus, "auto"), ("--bpe-split", args.bpe_split, "gpt2")):
+        if value != default and (args.init or args.encoder):
+            p.error(f"{flag} {value}: the tokenizer comes from {'--init' if args.init else '--encoder'}")
     for name in ("batch_size", "code_len", "vocab_size", "eval_every", "save_every", "stop_after"):
         v = getattr(args, name)
         if v is not None and v < 1:

@@ -361,6 +361,46 @@ def test_bpe_corpus_holds_the_tokenizer_fixed_across_pre_training_shares(data_di
     assert "the tokenizer comes from --init" in capsys.readouterr().err
 
 
+def test_bpe_split_flags_keeps_command_line_flags_whole_and_is_gpt2_otherwise():
+    from tokenizers import Regex, pre_tokenizers
+
+    from codefusion.tokenization import _GPT2_PATTERN, train_bpe_tokenizer
+
+    texts = ["find . -type f -name '*.py' -exec ls -l {} \\;", "ls -la --color=auto | grep -v x", "it's 2>/dev/null",
+             "Remove files older than 3 days", "sort -k2,2n a.txt  |  uniq -c", "e-mail well-known -1 --", "\tx\n  y "]
+    # Without the flag alternative the pattern is ByteLevel's own: "flags" changes nothing else.
+    gpt2 = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    same = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(_GPT2_PATTERN), behavior="isolated"),
+                                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    assert all(gpt2.pre_tokenize_str(t) == same.pre_tokenize_str(t) for t in texts)
+
+    corpus = ["find . -type f -name x", "find / -type d -name y", "ls -la --color", "list all the files"] * 50
+    pieces = {}
+    for split in ("gpt2", "flags"):
+        tok = train_bpe_tokenizer(corpus, vocab_size=400, split=split)
+        ids = tok("find . -type f --color")["input_ids"]
+        pieces[split] = [tok.decode([i]) for i in ids]
+        assert all(tok.decode(tok(t)["input_ids"]) == t for t in texts)   # byte-level: everything round-trips
+    assert pieces["gpt2"] == ["find", " .", " -", "type", " f", " --", "color"]
+    assert pieces["flags"] == ["find", " .", " -type", " f", " --color"]
+    # A dash inside a word is not a flag.
+    assert " -known" not in train_bpe_tokenizer(["well-known"] * 50, vocab_size=300, split="flags").get_vocab()
+
+
+def test_bpe_split_is_saved_with_the_checkpoint_and_refused_with_init(data_dir, tmp_path, tiny_cf_checkpoint, capsys):
+    from codefusion.tokenization import load_tokenizer, train_bpe_tokenizer
+    from codefusion.train import main
+
+    out = train_tiny(data_dir, tmp_path / "flags", "bash", 2, "--stage", "finetune", "--bpe-split", "flags")
+    tok = load_tokenizer(str(out))
+    assert [tok.decode([i]) for i in tok("find . -type f")["input_ids"]] == ["find", " .", " -type", " f"]
+    with pytest.raises(SystemExit):
+        main(["--lang", "bash", "--out", str(tmp_path / "x"), "--init", str(tiny_cf_checkpoint), "--bpe-split", "flags"])
+    assert "--bpe-split flags: the tokenizer comes from --init" in capsys.readouterr().err
+    with pytest.raises(CodeFusionError, match="unknown BPE split 'words'"):
+        train_bpe_tokenizer(["x"], vocab_size=300, split="words")
+
+
 # --- training: resume, overfit ---------------------------------------------------------------------
 def losses(log_path) -> list[float]:
     return [r["total"] for r in map(json.loads, log_path.read_text().splitlines()) if "total" in r]
