@@ -384,7 +384,7 @@ def test_bpe_split_flags_keeps_command_line_flags_whole_and_is_gpt2_otherwise():
     assert pieces["gpt2"] == ["find", " .", " -", "type", " f", " --", "color"]
     assert pieces["flags"] == ["find", " .", " -type", " f", " --color"]
     # A dash inside a word is not a flag.
-    assert " -known" not in train_bpe_tokenizer(["well-known"] * 50, vocab_size=300, split="flags").get_vocab()
+    assert "-known" not in train_bpe_tokenizer(["well-known"] * 50, vocab_size=300, split="flags").get_vocab()
 
 
 def test_bpe_split_is_saved_with_the_checkpoint_and_refused_with_init(data_dir, tmp_path, tiny_cf_checkpoint, capsys):
