@@ -49,6 +49,7 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 MIN_DATA_ROWS = 5  # tables with fewer data rows get probe rows (see the module docstring)
 DEFAULT_RANK = 10  # Excel's default for Top/Bottom without n
@@ -419,14 +420,15 @@ _SUBJECT_RE = re.compile(r"^\s*[cC]\[\s*\d+\s*\]\s*,\s*")
 _REQUEST_NUMBER_RE = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 
 
-def request_spans(request: str) -> tuple[set[str], set[str]]:
+@lru_cache(maxsize=256)   # every candidate of one request is grounded to the same spans
+def request_spans(request: str) -> tuple[frozenset[str], frozenset[str]]:
     """What a rule's literals may be grounded to: the request's spans of up to MAX_SPAN_WORDS words (edge
     punctuation stripped) and quoted pieces, and the numbers it writes."""
     words = _REQUEST_WORD_RE.findall(request)
     spans = {" ".join(words[i:i + n]).strip(".,;:?!()") for i in range(len(words))
              for n in range(1, min(MAX_SPAN_WORDS, len(words) - i) + 1)}
     spans |= {q.strip() for q in _QUOTED_RE.findall(request)}
-    return {s for s in spans if s}, set(_REQUEST_NUMBER_RE.findall(request))
+    return frozenset(s for s in spans if s), frozenset(_REQUEST_NUMBER_RE.findall(request))
 
 
 def _closest(text: str, pool: set[str], prefix_first: bool) -> str:
@@ -447,7 +449,7 @@ def _closest(text: str, pool: set[str], prefix_first: bool) -> str:
     return best
 
 
-def _ground_argument(arg: str, spans: set[str], numbers: set[str]) -> str:
+def _ground_argument(arg: str, spans: frozenset[str], numbers: frozenset[str]) -> str:
     core = arg.strip()
     quote = core[0] if core[:1] in ("'", '"') else ""
     core = core.strip("'\"").strip()
