@@ -108,3 +108,19 @@ def test_cached_cross_attention_matches_the_stock_layers(tiny_bash_checkpoint):
     model.train()
     with pytest.raises(CodeFusionError, match="eval mode"):
         model.denoise(x, t, memory, pad, x, cache=n_cache)
+
+
+def test_train_step_benchmark_trains_in_memory_and_reports_its_settings(tiny_bash_checkpoint, data_dir, capsys):
+    import hashlib
+
+    import measure_train_step
+
+    digest = lambda: hashlib.sha256((tiny_bash_checkpoint / "model.safetensors").read_bytes()).hexdigest()  # noqa: E731
+    before = digest()
+    rc = measure_train_step.main(["--checkpoint", str(tiny_bash_checkpoint), "--data-dir", str(data_dir),
+                                  "--steps", "3", "--warmup", "1", "--batch-size", "4"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["steps"] == 3 and report["batch_size"] == 4 and report["compile"] is False
+    assert 0 < report["median_s"] < 60 and report["examples_per_s"] == round(4 / report["median_s"], 1)
+    assert digest() == before   # nothing written back to the checkpoint

@@ -1,0 +1,73 @@
+"""Seconds per training step (fine-tuning batch: loss, backward, AdamW) of a checkpoint's shapes, on this machine.
+
+    python tests/measure_train_step.py --checkpoint checkpoints/bash --steps 60 [--compile] [--threads 2]
+
+Trains a copy of the checkpoint (in memory; nothing is written) on its language's training pairs with the
+trainer's own `batch_loss`, and prints the median and mean seconds per step after `--warmup` steps. With
+`--compile` N, D and E go through `torch.compile` first (the warm-up then includes compilation). Not a test
+(no timing assertions in CI): a benchmark script, as the README says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--steps", type=int, default=60, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile N, D and E")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    import torch
+
+    from codefusion.data import load_split
+    from codefusion.sampler import load_model
+    from codefusion.train import PairData, batch_loss, encode_codes
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    lang = json.loads((Path(args.checkpoint) / "config.json").read_text())["language"]
+    model = load_model(args.checkpoint, device="cpu", lang=lang, name=args.checkpoint).float().train()
+    pairs = load_split(lang, "train", args.data_dir)
+    codes, _ = encode_codes(model.tokenizer, [e.code for e in pairs], model.config.code_len)
+    data = PairData([e.nl for e in pairs], codes)
+    if args.compile:
+        for part in (model.denoiser, model.decoder, model.encoder):
+            if part is not None:
+                part.compile()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times, t_start = [], time.perf_counter()
+    for step in range(args.warmup + args.steps):
+        idx = data.batch_indices(step, args.batch_size, args.seed)
+        t0 = time.perf_counter()
+        terms = batch_loss(model, data, idx, False, "cpu")
+        optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - t0)
+        if step == args.warmup - 1:
+            print(f"warm-up ({args.warmup} steps): {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
+    timed = times[args.warmup:]
+    print(json.dumps({"checkpoint": args.checkpoint, "compile": args.compile, "threads": torch.get_num_threads(),
+                      "batch_size": args.batch_size, "steps": len(timed),
+                      "median_s": round(statistics.median(timed), 4), "mean_s": round(statistics.mean(timed), 4),
+                      "examples_per_s": round(args.batch_size / statistics.median(timed), 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
