@@ -431,7 +431,7 @@ def request_spans(request: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(s for s in spans if s), frozenset(_REQUEST_NUMBER_RE.findall(request))
 
 
-def _closest(text: str, pool: set[str], prefix_first: bool) -> str:
+def _closest(text: str, pool: frozenset[str], prefix_first: bool) -> str:
     """The pool's member most similar to `text` (ties: closest in length, then the first in sorted order). For
     numbers the longest shared prefix comes first: a garbled number keeps its first pieces (GreaterThan(9000)
     for 900000), which a plain similarity ratio weighs no more than its last."""

@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile N, D and E")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
+        ap.error("--steps and --batch-size must be at least 1, --warmup at least 0")
     import torch
 
     from codefusion.data import load_split
@@ -40,9 +42,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    lang = json.loads((Path(args.checkpoint) / "config.json").read_text())["language"]
-    model = load_model(args.checkpoint, device="cpu", lang=lang, name=args.checkpoint).float().train()
-    pairs = load_split(lang, "train", args.data_dir)
+    model = load_model(args.checkpoint, device="cpu").float().train()   # a folder or a Hub repo id
+    pairs = load_split(model.config.language, "train", args.data_dir)
     codes, _ = encode_codes(model.tokenizer, [e.code for e in pairs], model.config.code_len)
     data = PairData([e.nl for e in pairs], codes)
     if args.compile:
