@@ -127,6 +127,12 @@ class CopyHead(nn.Module):
         """log p (B, L, V) from H's generation logits (B, L, V), D's hidden states (B, L, W), E_s (B, S, W) and
         the prompt's token ids (B, S). Pad ids are never copied: a row of pads (unsupervised generation's noise
         "prompt") only generates."""
+        # Run in float32 even under mixed precision: the class scatters need one dtype, and a log-sum-exp over
+        # the vocabulary in bfloat16 (8 bits of mantissa) would round the copy probabilities away.
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self._log_probs(logits.float(), hidden.float(), memory.float(), prompt_ids)
+
+    def _log_probs(self, logits, hidden, memory, prompt_ids):
         can_copy = prompt_ids != self.pad_token_id
         has_prompt = can_copy.any(-1)[:, None, None]
         scores = self.query(hidden) @ self.key(memory).transpose(1, 2) / math.sqrt(hidden.shape[-1])

@@ -195,6 +195,21 @@ def averaged_weights(model, ema):
         ema.restore(params)
 
 
+@contextlib.contextmanager
+def matmul_precision(precision: str | None = None):
+    """torch.set_float32_matmul_precision for the duration only (None: whatever the body sets is undone after).
+    "medium": float32 weights and activations, but matrix products on bfloat16 inputs with float32 sums (oneDNN,
+    on a CPU with AVX512_BF16 or AMX); "high" is TF32 on an Ampere or later GPU. Validation runs at "highest", so
+    that its losses stay comparable between runs trained at different precisions."""
+    before = torch.get_float32_matmul_precision()
+    if precision is not None:
+        torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 # --- the loop --------------------------------------------------------------------------------------
 def plan_stages(recipe: Recipe, stage: str, max_steps: int | None = None, pretrain_steps: int | None = None) -> dict:
     """Optimizer steps per stage. --max-steps alone is a total budget split in the recipe's proportion;
@@ -348,7 +363,8 @@ def train(args) -> Path:
         stage_steps = meta["stage_steps"]  # the resumed run keeps its original plan
         # Settings that shape every step: a resumed run keeps the saved ones and refuses others.
         # (Runs saved before a flag existed trained without it.)
-        for name, default in (("ema_decay", None), ("unroll", 0.0), ("copy_augment", 0.0)):
+        for name, default in (("ema_decay", None), ("unroll", 0.0), ("copy_augment", 0.0),
+                              ("matmul_precision", "highest")):
             saved, given = meta["args"].get(name), getattr(args, name)
             saved = default if saved is None else saved
             if given is not None and given != saved:
@@ -374,6 +390,8 @@ def train(args) -> Path:
         model = build_model(args, lang, train_pairs, snippets or [])
     tokenizer, config = model.tokenizer, model.config
     args.unroll, args.copy_augment = args.unroll or 0.0, args.copy_augment or 0.0
+    args.matmul_precision = args.matmul_precision or "highest"
+    torch.set_float32_matmul_precision(args.matmul_precision)   # main() restores the caller's setting afterwards
     if args.unroll and not config.self_condition:
         raise CodeFusionError("--unroll hands N its previous step's x̂0 through self-conditioning: it needs --self-condition on")
     out.mkdir(parents=True, exist_ok=True)
@@ -458,7 +476,7 @@ def train(args) -> Path:
         bar.set_postfix(stage=record["stage"][:3], loss=f"{record['total']:.3f}", ce=f"{record['ce']:.3f}", ex_s=f"{rate:.0f}")
         bar.update(1)
         if (step % args.eval_every == 0 or step == total) and len(val_data):
-            with averaged_weights(raw, ema):  # the weights that get exported
+            with averaged_weights(raw, ema), matmul_precision("highest"):  # the weights that get exported
                 v = validation_loss(raw, val_data, device)
             log({"step": step, "val_loss": v})
             bar.write(f"step {step}: val loss {v:.4f}") if not args.quiet else None
@@ -535,6 +553,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="export and validate an exponential moving average of the weights, restarted at each stage "
                         "(e.g. 0.999; default: off)")
     p.add_argument("--mixed-precision", default=None, choices=["no", "fp16", "bf16"])
+    p.add_argument("--matmul-precision", default=None, choices=["highest", "high", "medium"],
+                   help="internal precision of float32 matrix products (torch.set_float32_matmul_precision): medium "
+                        "multiplies bfloat16 inputs on CPUs that have them, high uses TF32 on GPUs (default highest)")
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -566,7 +587,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_cli(lambda: print(f"saved checkpoint to {train(args)}"))
+
+    def run():
+        with matmul_precision():
+            print(f"saved checkpoint to {train(args)}")
+
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Seconds per training step (fine-tuning batch: loss, backward, AdamW) of a checkpoint's shapes, on this machine.
 
-    python tests/measure_train_step.py --checkpoint checkpoints/bash --steps 60 [--compile] [--threads 2]
+    python tests/measure_train_step.py --checkpoint checkpoints/bash --steps 60 [--compile] [--threads 2] [--mixed-precision bf16] [--matmul-precision medium]
 
 Trains a copy of the checkpoint (in memory; nothing is written) on its language's training pairs with the
 trainer's own `batch_loss`, and prints the median and mean seconds per step after `--warmup` steps. With
-`--compile` N, D and E go through `torch.compile` first (the warm-up then includes compilation). Not a test
+`--compile` N, D and E go through `torch.compile` first (the warm-up then includes compilation); with
+`--mixed-precision bf16` the loss runs under bfloat16 autocast and with `--matmul-precision medium` the matrix
+products take bfloat16 inputs, as the trainer's flags of those names do. Not a test
 (no timing assertions in CI): a benchmark script, as the README says.
 """
 
@@ -29,6 +31,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--compile", action="store_true", help="torch.compile N, D and E")
+    ap.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                    help="bf16: the loss under bfloat16 autocast, as `train --mixed-precision bf16` on a CPU")
+    ap.add_argument("--matmul-precision", default="highest", choices=["highest", "high", "medium"],
+                    help="as `train --matmul-precision`")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
@@ -41,6 +47,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     torch.manual_seed(args.seed)
     model = load_model(args.checkpoint, device="cpu").float().train()   # a folder or a Hub repo id
     pairs = load_split(model.config.language, "train", args.data_dir)
@@ -55,7 +62,8 @@ def main(argv=None) -> int:
     for step in range(args.warmup + args.steps):
         idx = data.batch_indices(step, args.batch_size, args.seed)
         t0 = time.perf_counter()
-        terms = batch_loss(model, data, idx, False, "cpu")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16"):
+            terms = batch_loss(model, data, idx, False, "cpu")
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         optimizer.step()
@@ -63,7 +71,9 @@ def main(argv=None) -> int:
         if step == args.warmup - 1:
             print(f"warm-up ({args.warmup} steps): {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
     timed = times[args.warmup:]
-    print(json.dumps({"checkpoint": args.checkpoint, "compile": args.compile, "threads": torch.get_num_threads(),
+    print(json.dumps({"checkpoint": args.checkpoint, "compile": args.compile,
+                      "mixed_precision": args.mixed_precision, "matmul_precision": args.matmul_precision,
+                      "threads": torch.get_num_threads(),
                       "batch_size": args.batch_size, "steps": len(timed),
                       "median_s": round(statistics.median(timed), 4), "mean_s": round(statistics.mean(timed), 4),
                       "examples_per_s": round(args.batch_size / statistics.median(timed), 1)}))

@@ -55,6 +55,24 @@ def test_copy_head_gives_log_probabilities_and_copies_within_a_class():
     assert (mixed[:, 9] > 0.01).all() and not torch.allclose(mixed, head(logits, -hidden, memory, prompt)[0].exp())
 
 
+def test_copy_head_runs_in_float32_under_mixed_precision():
+    """`--mixed-precision bf16` trains under autocast: the copy path's scatters need one dtype and its log-sum-exp
+    over the vocabulary needs float32, so it must give exactly what it gives without autocast."""
+    model = copy_model()
+    head = model.pointer
+    torch.manual_seed(1)
+    logits, hidden, memory = torch.randn(2, 4, 64), torch.randn(2, 4, model.config.width), torch.randn(2, 6, model.config.width)
+    prompt = torch.tensor([[41, 9, 9, 12, 0, 0], [7, 8, 9, 10, 11, 12]])
+    plain = head(logits, hidden, memory, prompt)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = head(logits.bfloat16(), hidden.bfloat16(), memory, prompt)
+    assert mixed.dtype == torch.float32
+    # the inputs were rounded to bfloat16 (8 bits) on the way in; the head itself adds no rounding of its own
+    again = head(logits.bfloat16().float(), hidden.bfloat16().float(), memory, prompt)
+    assert torch.equal(mixed, again)
+    assert torch.allclose(mixed, plain, atol=0.1)
+
+
 def _copy_task(gen, n, low, high, prompt_len=6, code_len=8):
     """Prompts of filler tokens with a marker (5) before one target token; the program is that token alone."""
     prompt = torch.randint(6, 21, (n, prompt_len), generator=gen)
@@ -119,6 +137,27 @@ def test_copy_head_trains_saves_and_samples_end_to_end(data_dir, tmp_path):
     x0 = torch.zeros(1, model.config.code_len, model.config.embed_dim)
     with pytest.raises(CodeFusionError, match="prompt_ids"):
         model.read(x0, torch.zeros(1, 3, model.config.width))
+
+
+def test_copy_head_trains_in_bfloat16(data_dir, tmp_path):
+    """The bundled CF recipe with `--mixed-precision bf16` (the faster CPU route, see README: Speed): it crashed
+    in the copy path's scatter before H ran that path in float32."""
+    import json
+
+    from accelerate.state import AcceleratorState
+
+    # Accelerate fixes one precision per process; the other tests in this process train in float32.
+    AcceleratorState._reset_state()
+    try:
+        run = train_tiny(data_dir, tmp_path / "bf16", "cf", 6, "--copy-head", "on", "--copy-augment", "0.5",
+                         "--mixed-precision", "bf16", "--eval-every", "6")
+    finally:
+        AcceleratorState._reset_state()
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["total"] for r in records if "total" in r]
+    assert len(losses) == 6 and all(0 < x < 100 for x in losses)
+    assert [r["val_loss"] for r in records if "val_loss" in r][0] > 0
+    assert CodeFusion.from_pretrained(run).config.copy_head
 
 
 def test_copy_head_is_refused_where_it_has_no_meaning(tmp_path):

@@ -454,6 +454,29 @@ def test_ema_exports_the_stage_average_and_resumes_exactly(data_dir, tmp_path, c
     assert json.loads((again / "state" / "trainer_state.json").read_text())["args"]["ema_decay"] == 0.99
 
 
+def test_bfloat16_matmuls_resume_exactly_and_leave_the_caller_at_full_precision(data_dir, tmp_path, capsys):
+    from codefusion.train import main, matmul_precision
+
+    args = ["--lang", "bash", "--preset", "tiny", "--max-steps", "8", "--data-dir", str(data_dir), "--quiet",
+            "--snippet-limit", "500", "--eval-every", "4", "--save-every", "4"]
+    full = tmp_path / "full"
+    assert main(args + ["--out", str(full), "--matmul-precision", "medium"]) == 0
+    assert torch.get_float32_matmul_precision() == "highest"    # the process's setting is back
+    part = tmp_path / "part"
+    assert main(args + ["--out", str(part), "--matmul-precision", "medium", "--stop-after", "4"]) == 0
+    assert main(args + ["--out", str(part), "--resume", "--matmul-precision", "highest"]) == 2
+    assert "started with --matmul-precision medium, not highest" in capsys.readouterr().err
+    assert main(args + ["--out", str(part), "--resume"]) == 0     # the saved precision is kept
+    assert losses(part / "log.jsonl") == losses(full / "log.jsonl")
+    x = torch.randn(64, 64)
+    with matmul_precision("medium"):
+        medium = x @ x
+    rounded = not torch.equal(medium, x @ x)
+    exact = train_tiny(data_dir, tmp_path / "exact", "bash", 8, "--save-every", "4")
+    if rounded:   # a CPU with bfloat16 products: the flag must change the run
+        assert losses(exact / "log.jsonl") != losses(full / "log.jsonl")
+
+
 def test_training_refuses_to_clobber_or_resume_nothing(data_dir, tmp_path, capsys):
     from codefusion.train import main
 
