@@ -43,11 +43,10 @@ def main(argv=None) -> int:
 
     from codefusion.data import load_split
     from codefusion.sampler import load_model
-    from codefusion.train import PairData, batch_loss, encode_codes
+    from codefusion.train import PairData, batch_loss, encode_codes, matmul_precision
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_float32_matmul_precision(args.matmul_precision)
     torch.manual_seed(args.seed)
     model = load_model(args.checkpoint, device="cpu").float().train()   # a folder or a Hub repo id
     pairs = load_split(model.config.language, "train", args.data_dir)
@@ -59,17 +58,18 @@ def main(argv=None) -> int:
                 part.compile()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     times, t_start = [], time.perf_counter()
-    for step in range(args.warmup + args.steps):
-        idx = data.batch_indices(step, args.batch_size, args.seed)
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16"):
-            terms = batch_loss(model, data, idx, False, "cpu")
-        optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - t0)
-        if step == args.warmup - 1:
-            print(f"warm-up ({args.warmup} steps): {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
+    with matmul_precision(args.matmul_precision):   # as the trainer does; a caller in this process keeps its own
+        for step in range(args.warmup + args.steps):
+            idx = data.batch_indices(step, args.batch_size, args.seed)
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16"):
+                terms = batch_loss(model, data, idx, False, "cpu")
+            optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - t0)
+            if step == args.warmup - 1:
+                print(f"warm-up ({args.warmup} steps): {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
     timed = times[args.warmup:]
     print(json.dumps({"checkpoint": args.checkpoint, "compile": args.compile,
                       "mixed_precision": args.mixed_precision, "matmul_precision": args.matmul_precision,

@@ -126,9 +126,11 @@ def test_train_step_benchmark_trains_in_memory_and_reports_its_settings(tiny_bas
     assert report["examples_per_s"] == pytest.approx(4 / report["median_s"], rel=0.05)   # median_s is rounded
     assert digest() == before   # nothing written back to the checkpoint
     rc = measure_train_step.main(["--checkpoint", str(tiny_bash_checkpoint), "--data-dir", str(data_dir),
-                                  "--steps", "2", "--warmup", "0", "--batch-size", "4", "--mixed-precision", "bf16"])
+                                  "--steps", "2", "--warmup", "0", "--batch-size", "4", "--mixed-precision", "bf16",
+                                  "--matmul-precision", "medium"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 0 and report["mixed_precision"] == "bf16" and report["steps"] == 2 and report["median_s"] > 0
+    assert report["matmul_precision"] == "medium" and torch.get_float32_matmul_precision() == "highest"
     with pytest.raises(SystemExit):
         measure_train_step.main(["--checkpoint", str(tiny_bash_checkpoint), "--steps", "0"])
     assert "--steps and --batch-size must be at least 1" in capsys.readouterr().err
