@@ -327,6 +327,7 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
     return model
 
 
+@matmul_precision()   # what the run sets (--matmul-precision) is undone when it returns or fails
 def train(args) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
@@ -391,7 +392,7 @@ def train(args) -> Path:
     tokenizer, config = model.tokenizer, model.config
     args.unroll, args.copy_augment = args.unroll or 0.0, args.copy_augment or 0.0
     args.matmul_precision = args.matmul_precision or "highest"
-    torch.set_float32_matmul_precision(args.matmul_precision)   # main() restores the caller's setting afterwards
+    torch.set_float32_matmul_precision(args.matmul_precision)   # for this run only: see the decorator
     if args.unroll and not config.self_condition:
         raise CodeFusionError("--unroll hands N its previous step's x̂0 through self-conditioning: it needs --self-condition on")
     out.mkdir(parents=True, exist_ok=True)
@@ -589,8 +590,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def run():
-        with matmul_precision():
-            print(f"saved checkpoint to {train(args)}")
+        print(f"saved checkpoint to {train(args)}")
 
     return run_cli(run)
 

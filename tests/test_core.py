@@ -455,13 +455,16 @@ def test_ema_exports_the_stage_average_and_resumes_exactly(data_dir, tmp_path, c
 
 
 def test_bfloat16_matmuls_resume_exactly_and_leave_the_caller_at_full_precision(data_dir, tmp_path, capsys):
-    from codefusion.train import main, matmul_precision
+    from codefusion.train import main, matmul_precision, parse_args, train
 
     args = ["--lang", "bash", "--preset", "tiny", "--max-steps", "8", "--data-dir", str(data_dir), "--quiet",
             "--snippet-limit", "500", "--eval-every", "4", "--save-every", "4"]
     full = tmp_path / "full"
     assert main(args + ["--out", str(full), "--matmul-precision", "medium"]) == 0
     assert torch.get_float32_matmul_precision() == "highest"    # the process's setting is back
+    direct = parse_args(args + ["--out", str(tmp_path / "direct"), "--matmul-precision", "medium"])
+    train(direct)                                               # so it is for a caller of train() itself
+    assert torch.get_float32_matmul_precision() == "highest"
     part = tmp_path / "part"
     assert main(args + ["--out", str(part), "--matmul-precision", "medium", "--stop-after", "4"]) == 0
     assert main(args + ["--out", str(part), "--resume", "--matmul-precision", "highest"]) == 2
