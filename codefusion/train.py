@@ -49,7 +49,7 @@ class Recipe:
 
 
 # Settings an --init checkpoint fixes (its shapes and tokenizer).
-INIT_FIXED = ("code_len", "vocab_size", "decoder_layers", "tie_head", "share_embedding", "self_condition", "embed_scale",
+INIT_FIXED = ("code_len", "vocab_size", "width", "denoiser_layers", "decoder_layers", "tie_head", "share_embedding", "self_condition", "embed_scale",
               "dropout", "encoder", "copy_head")
 
 # Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
@@ -288,7 +288,8 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
     from codefusion.tokenization import check_special_ids, load_tokenizer, train_bpe_tokenizer
 
     on_off = lambda v: None if v is None else v == "on"  # noqa: E731
-    overrides = dict(code_len=args.code_len, decoder_layers=args.decoder_layers, tie_head=on_off(args.tie_head),
+    overrides = dict(code_len=args.code_len, denoiser_layers=args.denoiser_layers, decoder_layers=args.decoder_layers,
+                     width=args.width, ff=args.width and 4 * args.width, tie_head=on_off(args.tie_head),
                      embed_scale=args.embed_scale, sentence_case_prompts=args.sentence_case_prompts or None,
                      share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition),
                      dropout=args.dropout, copy_head=on_off(args.copy_head))
@@ -526,6 +527,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="upper-case each prompt's first letter before the encoder, in training and sampling")
     p.add_argument("--architecture", choices=["codefusion", "autoregressive"], default="codefusion",
                    help="autoregressive: the same-size T5 baseline, trained on the same data and budget")
+    p.add_argument("--width", type=int, default=None,
+                   help="width of N and D, with a feed-forward width of 4x (default: the preset's; the AR baseline's "
+                        "width is E's, which this leaves alone)")
+    p.add_argument("--denoiser-layers", type=int, default=None,
+                   help="layers of N (default: the preset's; the AR baseline's decoder has N's plus D's layers)")
     p.add_argument("--decoder-layers", type=int, default=None,
                    help="layers of D (default: the preset's); 0 is the paper's no-decoder ablation")
     p.add_argument("--pretrain-tasks", choices=list(PRETRAIN_TASKS), default="both",
@@ -560,6 +566,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    for flag, value, least in (("--width", args.width, 1), ("--denoiser-layers", args.denoiser_layers, 1)):
+        if value is not None and value < least:
+            p.error(f"{flag} must be {least} or more, got {value}")
     if args.decoder_layers is not None and args.decoder_layers < 0:
         p.error(f"--decoder-layers must be 0 or more, got {args.decoder_layers}")
     if args.ema_decay is not None and not 0 <= args.ema_decay < 1:
