@@ -49,8 +49,8 @@ class Recipe:
 
 
 # Settings an --init checkpoint fixes (its shapes and tokenizer).
-INIT_FIXED = ("code_len", "vocab_size", "width", "denoiser_layers", "decoder_layers", "tie_head", "share_embedding", "self_condition", "embed_scale",
-              "dropout", "encoder", "copy_head")
+INIT_FIXED = ("code_len", "vocab_size", "width", "denoiser_layers", "decoder_layers", "tie_head", "share_embedding",
+              "self_condition", "embed_scale", "dropout", "encoder", "copy_head")
 
 # Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
 PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
