@@ -566,9 +566,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    for flag, value, least in (("--width", args.width, 1), ("--denoiser-layers", args.denoiser_layers, 1)):
-        if value is not None and value < least:
-            p.error(f"{flag} must be {least} or more, got {value}")
     if args.decoder_layers is not None and args.decoder_layers < 0:
         p.error(f"--decoder-layers must be 0 or more, got {args.decoder_layers}")
     if args.ema_decay is not None and not 0 <= args.ema_decay < 1:
@@ -588,7 +585,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for flag, value, default in (("--bpe-corpus", args.bpe_corpus, "auto"), ("--bpe-split", args.bpe_split, "gpt2")):
         if value != default and (args.init or args.encoder):
             p.error(f"{flag} {value}: the tokenizer comes from {'--init' if args.init else '--encoder'}")
-    for name in ("batch_size", "code_len", "vocab_size", "eval_every", "save_every", "stop_after"):
+    for name in ("batch_size", "code_len", "vocab_size", "width", "denoiser_layers", "eval_every", "save_every",
+                 "stop_after"):
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {v}")
