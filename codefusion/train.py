@@ -49,8 +49,8 @@ class Recipe:
 
 
 # Settings an --init checkpoint fixes (its shapes and tokenizer).
-INIT_FIXED = ("code_len", "vocab_size", "width", "denoiser_layers", "decoder_layers", "tie_head", "share_embedding",
-              "self_condition", "embed_scale", "dropout", "encoder", "copy_head")
+INIT_FIXED = ("code_len", "vocab_size", "width", "embed_dim", "denoiser_layers", "decoder_layers", "tie_head",
+              "share_embedding", "self_condition", "embed_scale", "dropout", "encoder", "copy_head")
 
 # Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
 PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
@@ -289,7 +289,8 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
 
     on_off = lambda v: None if v is None else v == "on"  # noqa: E731
     overrides = dict(code_len=args.code_len, denoiser_layers=args.denoiser_layers, decoder_layers=args.decoder_layers,
-                     width=args.width, ff=args.width and 4 * args.width, tie_head=on_off(args.tie_head),
+                     width=args.width, ff=args.width and 4 * args.width, embed_dim=args.embed_dim,
+                     tie_head=on_off(args.tie_head),
                      embed_scale=args.embed_scale, sentence_case_prompts=args.sentence_case_prompts or None,
                      share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition),
                      dropout=args.dropout, copy_head=on_off(args.copy_head))
@@ -530,6 +531,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=None,
                    help="width of N and D, with a feed-forward width of 4x (default: the preset's; the AR baseline's "
                         "width is E's, which this leaves alone)")
+    p.add_argument("--embed-dim", type=int, default=None,
+                   help="size of the diffusion space: L's vectors, N's input and output (default: the preset's)")
     p.add_argument("--denoiser-layers", type=int, default=None,
                    help="layers of N (default: the preset's; the AR baseline's decoder has N's plus D's layers)")
     p.add_argument("--decoder-layers", type=int, default=None,
@@ -585,8 +588,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for flag, value, default in (("--bpe-corpus", args.bpe_corpus, "auto"), ("--bpe-split", args.bpe_split, "gpt2")):
         if value != default and (args.init or args.encoder):
             p.error(f"{flag} {value}: the tokenizer comes from {'--init' if args.init else '--encoder'}")
-    for name in ("batch_size", "code_len", "vocab_size", "width", "denoiser_layers", "eval_every", "save_every",
-                 "stop_after"):
+    for name in ("batch_size", "code_len", "vocab_size", "width", "embed_dim", "denoiser_layers", "eval_every",
+                 "save_every", "stop_after"):
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {v}")

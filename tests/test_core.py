@@ -329,18 +329,20 @@ def test_init_fine_tunes_a_checkpoint_and_refuses_settings_it_fixes(data_dir, tm
               "--init", str(tiny_bash_checkpoint), "--quiet"]
     for extra, message in ((["--embed-scale", "0.5", "--code-len", "16"], "drop --code-len, --embed-scale"),
                            (["--dropout", "0.3"], "drop --dropout"),
-                           (["--width", "96", "--denoiser-layers", "3"], "drop --width, --denoiser-layers"),
+                           (["--width", "96", "--embed-dim", "48", "--denoiser-layers", "3"],
+                            "drop --width, --embed-dim, --denoiser-layers"),
                            (["--architecture", "autoregressive"], "not an autoregressive one"),
                            (["--lang", "cf"], "is a bash checkpoint, not cf")):
         assert main([*common, "--out", str(tmp_path / extra[0].strip("-")), *extra]) == 2
         assert message in capsys.readouterr().err
 
 
-def test_width_and_denoiser_layers_flags_shape_n_and_d_and_travel_with_the_checkpoint(data_dir, tmp_path):
-    out = train_tiny(data_dir, tmp_path / "w", "cf", 2, "--width", "96", "--denoiser-layers", "3")
+def test_width_embed_dim_and_denoiser_layers_flags_shape_the_model_and_travel_with_the_checkpoint(data_dir, tmp_path):
+    out = train_tiny(data_dir, tmp_path / "w", "cf", 2, "--width", "96", "--denoiser-layers", "3", "--embed-dim", "48")
     model = CodeFusion.from_pretrained(out)
     c, tiny = model.config, preset("tiny", "cf")
     assert (c.width, c.ff, c.denoiser_layers) == (96, 384, 3) and (tiny.width, tiny.denoiser_layers) == (64, 2)
+    assert c.embed_dim == 48 != tiny.embed_dim and model.embedding(torch.tensor([[5]])).shape[-1] == 48   # L's space
     assert (c.encoder_width, c.decoder_layers) == (tiny.encoder_width, tiny.decoder_layers)   # E and D's depth stay
     assert len(model.denoiser.layers) == 3 and model.denoiser.layers[0].self_attn.embed_dim == 96
     assert model.num_parameters_by_part()["N (denoiser)"] > CodeFusion(tiny).num_parameters_by_part()["N (denoiser)"]

@@ -208,6 +208,7 @@ def test_generate_cli_empty_prompt_from_stdin(tiny_bash_checkpoint):
     (["--lang", "cobol"], "invalid choice"), (["--vocab-size", "-5"], "--vocab-size must be at least 1"),
     (["--decoder-layers", "-1"], "--decoder-layers must be 0 or more"),
     (["--width", "0"], "--width must be at least 1"), (["--denoiser-layers", "0"], "--denoiser-layers must be at least 1"),
+    (["--embed-dim", "0"], "--embed-dim must be at least 1"),
     (["--width", "91"], "width=91 is not divisible by its head count 2"),
     (["--embed-scale", "0"], "--embed-scale must be a positive number"),
     (["--embed-scale", "nan"], "--embed-scale must be a positive number"),
