@@ -142,18 +142,20 @@ def test_no_decoder_ablation_trains_and_samples_like_diffusion_lm(data_dir, tmp_
     assert model.decoder is None and model.num_parameters_by_part()["D (decoder)"] == 0
     code = torch.randint(5, 64, (4, model.config.code_len))
     memory = torch.randn(4, 3, model.config.width)
-    terms = codefusion_loss(model, code, memory, None)
+    with torch.no_grad():  # only the values are checked here
+        terms = codefusion_loss(model, code, memory, None)
     assert float(terms.decoder) == 0.0 and float(terms.total) == pytest.approx(float(terms.denoise + terms.ce))
 
     out = train_tiny(data_dir, tmp_path / "nodec", "cf", 10, "--decoder-layers", "0")
     trained = load_model(out)
     assert trained.decoder is None
-    run = _Run(trained, ["Color cells above 5"], 2, 3, 0, "ddim")
-    for _ in run.steps():
-        # without D, H reads x̂0 directly; tied to L, its argmax is (nearly) the nearest embedding: rounding
-        agree = (run.logits.argmax(-1) == trained.embedding.nearest(run.x0_hat)).float().mean()
-        assert agree > 0.9
-    assert len(run.decode(with_rounding=True)) == 2
+    with torch.inference_mode():  # as generate() runs it
+        run = _Run(trained, ["Color cells above 5"], 2, 3, 0, "ddim")
+        for _ in run.steps():
+            # without D, H reads x̂0 directly; tied to L, its argmax is (nearly) the nearest embedding: rounding
+            agree = (run.logits.argmax(-1) == trained.embedding.nearest(run.x0_hat)).float().mean()
+            assert agree > 0.9
+        assert len(run.decode(with_rounding=True)) == 2
 
 
 def test_pretraining_task_mix_is_a_flag(data_dir, tmp_path, monkeypatch):
