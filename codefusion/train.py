@@ -532,7 +532,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="width of N and D, with a feed-forward width of 4x (default: the preset's; the AR baseline's "
                         "width is E's, which this leaves alone)")
     p.add_argument("--embed-dim", type=int, default=None,
-                   help="size of the diffusion space: L's vectors, N's input and output (default: the preset's)")
+                   help="size of the diffusion space: L's vectors, N's input and output (default: the preset's; the "
+                        "AR baseline has no diffusion space and does not use it)")
     p.add_argument("--denoiser-layers", type=int, default=None,
                    help="layers of N (default: the preset's; the AR baseline's decoder has N's plus D's layers)")
     p.add_argument("--decoder-layers", type=int, default=None,
