@@ -210,6 +210,43 @@ def matmul_precision(precision: str | None = None):
         torch.set_float32_matmul_precision(before)
 
 
+# Above this, a low-precision product is slower than float32: the CPU has no such instructions and torch emulates them.
+EMULATED_SLOWDOWN = 2.0
+
+
+def cpu_low_precision_slowdown(dtype: torch.dtype, size: int = 128, reps: int = 5) -> float:
+    """How many times as long a size x size matrix product takes in `dtype` as in float32 on this CPU (medians of
+    `reps`, at the caller's torch thread count). Below 1 where the CPU multiplies bfloat16 itself (AVX512_BF16,
+    AMX); session 38's AVX2 host emulated it: about 15x here, 52x for a 512 x 256 x 1024 product, 7.4x per Bash
+    training step."""
+    def median_s(a, b):
+        a @ b   # the first call pays for oneDNN's kernel choice
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+        return sorted(times)[reps // 2]
+
+    x, y = torch.randn(size, size), torch.randn(size, size)
+    return median_s(x.to(dtype), y.to(dtype)) / max(median_s(x, y), 1e-9)
+
+
+def emulated_precision_warning(mixed_precision: str | None, device: torch.device, slowdown=None) -> str | None:
+    """The warning for autocast on a CPU that emulates its format (None where it does not apply or is fast). A
+    recipe's `--mixed-precision bf16` was chosen for speed on a host with AVX512_BF16; elsewhere it only slows down."""
+    if device.type != "cpu" or mixed_precision not in ("bf16", "fp16"):
+        return None
+    name, dtype = {"bf16": ("bfloat16", torch.bfloat16), "fp16": ("float16", torch.float16)}[mixed_precision]
+    ratio = (slowdown or cpu_low_precision_slowdown)(dtype)
+    if ratio <= EMULATED_SLOWDOWN:
+        return None
+    return (f"warning: --mixed-precision {mixed_precision}: this CPU has no {name} arithmetic, so torch emulates it "
+            f"(a matrix product takes {ratio:.0f}x as long as in float32) and this run will be slower than in float32 "
+            f"(an AVX2 host: 52x per product, 7.4x per Bash step). Leave out --mixed-precision to train in float32: "
+            f"the bundled recipes' float32 runs matched their {name} ones on the validation split (README: Speed).")
+
+
 # --- the loop --------------------------------------------------------------------------------------
 def plan_stages(recipe: Recipe, stage: str, max_steps: int | None = None, pretrain_steps: int | None = None) -> dict:
     """Optimizer steps per stage. --max-steps alone is a total budget split in the recipe's proportion;
@@ -348,6 +385,9 @@ def train(args) -> Path:
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(args.seed)
     device = accelerator.device
+    warning = emulated_precision_warning(args.mixed_precision, device) if accelerator.is_main_process else None
+    if warning:
+        print(warning, file=sys.stderr)
 
     train_pairs, val_pairs = load_split(lang, "train", args.data_dir), load_split(lang, "val", args.data_dir)
     if not train_pairs:
@@ -431,6 +471,7 @@ def train(args) -> Path:
         counts = raw.num_parameters_by_part()
         log({"event": "start", "config": config.to_dict(), "params": counts, "stage_steps": stage_steps,
              "batch_size": batch_size, "lr": lr, "seed": args.seed, "device": str(device),
+             "cpu_capability": torch.backends.cpu.get_cpu_capability(),   # AVX2 / AVX512 ...: why run times differ
              "train_pairs": len(finetune_data), "val_pairs": len(val_data),
              "pretrain_snippets": len(pretrain_data) if pretrain_data else 0,
              "truncated_codes": {"finetune": ft_trunc, "pretrain": pt_trunc}})

@@ -218,6 +218,7 @@ def test_bundle_packages_a_finished_run_with_its_command(data_dir, tmp_path, cap
     assert "state" not in files and "log.jsonl" not in files
     summary = json.loads((tmp_path / "ckpt" / "training_summary.json").read_text())
     assert summary["language"] == "cf" and summary["stage_steps"] == {"pretrain": 2, "finetune": 4}
+    assert summary["cpu_capability"] == torch.backends.cpu.get_cpu_capability()   # the host's vector unit, recorded
     assert "--seed 0" in summary["command"] and "--max-steps 6" in summary["command"]
     assert "--out OUT" in summary["command"] and str(tmp_path) not in summary["command"]
     assert Model.from_pretrained(tmp_path / "ckpt").config.language == "cf"

@@ -139,13 +139,17 @@ def test_copy_head_trains_saves_and_samples_end_to_end(data_dir, tmp_path):
         model.read(x0, torch.zeros(1, 3, model.config.width))
 
 
-def test_copy_head_trains_in_bfloat16(data_dir, tmp_path):
-    """The bundled CF recipe with `--mixed-precision bf16` (the faster CPU route, see README: Speed): it crashed
-    in the copy path's scatter before H ran that path in float32."""
+def test_copy_head_trains_in_bfloat16(data_dir, tmp_path, monkeypatch, capsys):
+    """The bundled CF recipe with `--mixed-precision bf16` (the faster route on a CPU with bfloat16 instructions, see README: Speed): it crashed
+    in the copy path's scatter before H ran that path in float32. On a CPU that emulates bfloat16 (here made to
+    look like one) the run still trains, after a warning that says how much slower it is and what to do."""
     import json
 
     from accelerate.state import AcceleratorState
 
+    from codefusion import train as trainer
+
+    monkeypatch.setattr(trainer, "cpu_low_precision_slowdown", lambda dtype: 40.0 if dtype == torch.bfloat16 else 1.0)
     # Accelerate fixes one precision per process; the other tests in this process train in float32.
     AcceleratorState._reset_state()
     try:
@@ -158,6 +162,28 @@ def test_copy_head_trains_in_bfloat16(data_dir, tmp_path):
     assert len(losses) == 6 and all(0 < x < 100 for x in losses)
     assert [r["val_loss"] for r in records if "val_loss" in r][0] > 0
     assert CodeFusion.from_pretrained(run).config.copy_head
+    err = capsys.readouterr().err
+    assert "no bfloat16 arithmetic" in err and "40x as long as in float32" in err and "Leave out --mixed-precision" in err
+
+
+def test_emulated_precision_is_measured_and_warned_about_only_where_it_applies():
+    from codefusion.train import EMULATED_SLOWDOWN, cpu_low_precision_slowdown, emulated_precision_warning
+
+    ratio = cpu_low_precision_slowdown(torch.bfloat16, size=32, reps=3)
+    assert 0 < ratio < float("inf")                       # a measurement on this CPU, whichever kind it is
+    cpu, calls = torch.device("cpu"), []
+
+    def slow(dtype):
+        calls.append(dtype)
+        return 52.0
+
+    assert emulated_precision_warning(None, cpu, slow) is None and emulated_precision_warning("no", cpu, slow) is None
+    assert emulated_precision_warning("bf16", torch.device("cuda"), slow) is None
+    assert calls == []                                     # nothing measured where autocast is off or on a GPU
+    assert emulated_precision_warning("bf16", cpu, lambda dtype: EMULATED_SLOWDOWN) is None   # fast enough: quiet
+    assert emulated_precision_warning("bf16", cpu, lambda dtype: 0.6) is None
+    assert "52x" in emulated_precision_warning("bf16", cpu, slow) and calls == [torch.bfloat16]
+    assert "no float16 arithmetic" in emulated_precision_warning("fp16", cpu, slow) and calls[-1] == torch.float16
 
 
 def test_copy_head_is_refused_where_it_has_no_meaning(tmp_path):
