@@ -48,7 +48,8 @@ WARMUP_MAX_STEPS = 50
 QUALITY_BATCH = 8  # prompts per generate() call, as codefusion.evaluate runs them
 
 
-def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
+def median_time(fn, repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of `repeats` calls of fn, and every call's seconds (warm it up first where that matters)."""
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -108,7 +109,7 @@ def matmul_peak(n: int, repeats: int) -> dict:
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
     torch.mm(a, b, out=out)
-    median, runs = _median_time(lambda: torch.mm(a, b, out=out), repeats)
+    median, runs = median_time(lambda: torch.mm(a, b, out=out), repeats)
     return {"n": n, "repeats": repeats, "median_s": median, "best_s": min(runs), "gflops": 2 * n ** 3 / min(runs) / 1e9}
 
 
@@ -142,10 +143,10 @@ def measure_throughput(model, prompt: str, k: int, sampler: str, calls: int, pea
     x0 = model.denoise(run.x_t, tt, run.memory, run.pad_mask, None, cache=run.n_cache)
     denoise = lambda: model.denoise(run.x_t, tt, run.memory, run.pad_mask, x0, cache=run.n_cache)  # noqa: E731
     denoise()
-    step_s, _ = _median_time(denoise, calls)
+    step_s, _ = median_time(denoise, calls)
     scheduler = model.diffusion.make_scheduler(sampler, 20)
     scheduler.step(x0, t, run.x_t)
-    scheduler_s, _ = _median_time(lambda: scheduler.step(x0, t, run.x_t), calls)
+    scheduler_s, _ = median_time(lambda: scheduler.step(x0, t, run.x_t), calls)
     flops = denoiser_flops(model.config, run.x_t.shape[0], run.memory.shape[1])
     gflops = flops["per_step"] / step_s / 1e9
     return {"k": k, "batch": run.x_t.shape[0], "memory_len": run.memory.shape[1], "calls": calls,

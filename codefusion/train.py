@@ -217,19 +217,14 @@ EMULATED_SLOWDOWN = 2.0
 def cpu_low_precision_slowdown(dtype: torch.dtype, size: int = 128, reps: int = 5) -> float:
     """How many times as long a size x size matrix product takes in `dtype` as in float32 on this CPU (medians of
     `reps`, at the caller's torch thread count). Below 1 where the CPU multiplies bfloat16 itself (AVX512_BF16,
-    AMX); session 38's AVX2 host emulated it: about 15x here, 52x for a 512 x 256 x 1024 product, 7.4x per Bash
+    AMX); session 38's AVX2 host emulated it: 15-28x here, 52x for a 512 x 256 x 1024 product, 7.4x per Bash
     training step."""
-    def median_s(a, b):
-        a @ b   # the first call pays for oneDNN's kernel choice
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - start)
-        return sorted(times)[reps // 2]
+    from codefusion.bench import median_time   # only runs that ask for autocast on a CPU need it
 
     x, y = torch.randn(size, size), torch.randn(size, size)
-    return median_s(x.to(dtype), y.to(dtype)) / max(median_s(x, y), 1e-9)
+    low_x, low_y = x.to(dtype), y.to(dtype)
+    x @ y, low_x @ low_y   # the first calls pay for oneDNN's kernel choice
+    return median_time(lambda: low_x @ low_y, reps)[0] / max(median_time(lambda: x @ y, reps)[0], 1e-9)
 
 
 def emulated_precision_warning(mixed_precision: str | None, device: torch.device, slowdown=None) -> str | None:

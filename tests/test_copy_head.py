@@ -140,8 +140,8 @@ def test_copy_head_trains_saves_and_samples_end_to_end(data_dir, tmp_path):
 
 
 def test_copy_head_trains_in_bfloat16(data_dir, tmp_path, monkeypatch, capsys):
-    """The bundled CF recipe with `--mixed-precision bf16` (the faster route on a CPU with bfloat16 instructions, see README: Speed): it crashed
-    in the copy path's scatter before H ran that path in float32. On a CPU that emulates bfloat16 (here made to
+    """The bundled CF recipe with `--mixed-precision bf16` (the faster route on a CPU with bfloat16 instructions,
+    see README: Speed): it crashed in the copy path's scatter before H ran that path in float32. On a CPU that emulates bfloat16 (here made to
     look like one) the run still trains, after a warning that says how much slower it is and what to do."""
     import json
 
