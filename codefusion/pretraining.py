@@ -11,6 +11,7 @@ What counts as an identifier or keyword comes from each language's real grammar:
 
 from __future__ import annotations
 
+import functools
 import io
 import keyword
 import random
@@ -85,6 +86,13 @@ def cf_spans(code: str) -> list[tuple[int, int]]:
 SPANS = {"python": python_spans, "bash": bash_spans, "cf": cf_spans}
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def code_spans(code: str, lang: str) -> tuple[tuple[int, int], ...]:
+    """The sorted, distinct maskable spans of `code`. Cached: parsing is most of a run's set-up (bashlex
+    takes 10.7 s for NL2Bash's 9,589 training programs) and every run in a process masks the same ones."""
+    return tuple(sorted(set(SPANS[lang](code))))
+
+
 def mask_code(code: str, lang: str, mask_prob: float = 0.5, rng: random.Random | None = None) -> str:
     """Replace each identifier/keyword span by <mask> with probability `mask_prob` (at least one if any).
 
@@ -92,7 +100,7 @@ def mask_code(code: str, lang: str, mask_prob: float = 0.5, rng: random.Random |
     default 0.5; the paper does not state its rate)."""
     check_language(lang)
     rng = rng or random.Random()
-    spans = sorted(set(SPANS[lang](code)))
+    spans = code_spans(code, lang)
     chosen = [s for s in spans if rng.random() < mask_prob]
     if spans and not chosen:
         chosen = [rng.choice(spans)]

@@ -14,7 +14,7 @@ from codefusion.diffusion import GaussianDiffusion, sqrt_alpha_bar, sqrt_betas
 from codefusion.errors import CodeFusionError
 from codefusion.loss import codefusion_loss
 from codefusion.model import CodeFusion
-from codefusion.pretraining import MASK, mask_code, noise_memory
+from codefusion.pretraining import MASK, code_spans, mask_code, noise_memory
 
 from conftest import train_tiny
 
@@ -206,6 +206,17 @@ def test_cpd_masks_bash_commands_reserved_words_and_parameters():
     assert mask_code(code, "bash", mask_prob=1.0) == f"{MASK} . -name '*.txt' | {MASK} rm -f"
     loop = mask_code("for f in *.py; do echo $f; done", "bash", mask_prob=1.0)
     assert "*.py" in loop and loop.count(MASK) >= 4 and "echo" not in loop
+
+
+def test_cpd_masks_are_the_same_drawn_from_cached_spans():
+    import random
+
+    codes = ["find . -name '*.txt' | xargs rm -f", "for f in *.py; do echo $f; done", "ls -l | wc -l"]
+    code_spans.cache_clear()
+    cold = [mask_code(c, "bash", rng=random.Random(7)) for c in codes]
+    assert code_spans.cache_info().misses == 3
+    warm = [mask_code(c, "bash", rng=random.Random(7)) for c in codes]
+    assert warm == cold and code_spans.cache_info().hits == 3   # the same draws, no second parse
 
 
 def test_cpd_masks_cf_operators_and_columns():

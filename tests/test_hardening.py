@@ -181,9 +181,20 @@ def _cli(module: str, *args: str, stdin: str | None = None) -> subprocess.Comple
     (["--seed", "abc"], "invalid int value"), (["--sampler", "euler"], "invalid choice"),
     (["--checkpoint", "/nonexistent/ckpt"], "not found"), (["--ground-literals"], "CF rules only, not bash"),
 ])
-def test_generate_cli_refuses_bad_arguments(tiny_bash_checkpoint, args, message):
-    base = ["--checkpoint", str(tiny_bash_checkpoint)]
-    r = _cli("codefusion.generate", "list files", *base, *args)
+def test_generate_cli_refuses_bad_arguments(tiny_bash_checkpoint, args, message, capsys):
+    from codefusion.generate import main
+
+    try:   # in-process (a subprocess per case cost 4-10 s of imports); the next test runs the real process
+        rc = main(["list files", "--checkpoint", str(tiny_bash_checkpoint), *args])
+    except SystemExit as e:   # argparse's own refusals
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+
+
+@pytest.mark.parametrize("args, message", [(["--steps", "ten"], "invalid int value"), (["--k", "0"], "k (number")])
+def test_generate_cli_process_exits_2_without_a_traceback(tiny_bash_checkpoint, args, message):
+    r = _cli("codefusion.generate", "list files", "--checkpoint", str(tiny_bash_checkpoint), *args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
