@@ -11,9 +11,8 @@ import math
 import numpy as np
 import torch
 
+from codefusion import SAMPLERS
 from codefusion.errors import CodeFusionError
-
-SAMPLERS = ("ddim", "dpm++", "ddpm")
 
 
 def sqrt_alpha_bar(t: np.ndarray, offset: float = 1e-4) -> np.ndarray:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from codefusion import LANGUAGE_NAMES, metrics
+from codefusion import LANGUAGE_NAMES, RANKINGS, SAMPLERS, metrics
 from codefusion.data import Example, check_language, load_split, resolve_data_dir
 from codefusion.errors import CodeFusionError, run_cli
 
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device for the checkpoint")
     p.add_argument("--k", type=int, nargs="+", default=[1, 3, 5], help="top-k values (default 1 3 5)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    p.add_argument("--sampler", default="ddim", help="sampler name passed to codefusion.sampler (default ddim)")
+    p.add_argument("--sampler", default="ddim", choices=SAMPLERS, help="CodeFusion's sampler (default ddim)")
     p.add_argument("--no-clamp", action="store_true",
                    help="step the scheduler from x̂0 itself (the paper's plain loop) instead of clamped tokens")
     p.add_argument("--decoding", default="beam", choices=["beam", "sample"],
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=None,
                    help="sample-and-rank: decode this many candidates per task (noise draws, samples or beams) and "
                         "keep the k best-scoring distinct programs (default: exactly k, duplicates kept)")
-    p.add_argument("--rank", default="score", choices=["score", "vote", "mean-score"],
+    p.add_argument("--rank", default="score", choices=RANKINGS,
                    help="rank by the last step's score (score, default) or by each draw's score averaged over the "
                         "denoising steps (mean-score; CodeFusion only), or with --draws keep the programs most draws "
                         "agree on by the language's metric (vote: Bash template, Python AST, CF rule tokens)")

@@ -10,9 +10,8 @@ import json
 import sys
 import time
 
-from codefusion.diffusion import SAMPLERS
+from codefusion import RANKINGS, SAMPLERS
 from codefusion.errors import CodeFusionError
-from codefusion.sampler import RANKINGS
 
 
 def main(argv=None) -> int:

@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from codefusion.diffusion import SAMPLERS, inference_timesteps
+from codefusion import RANKINGS, SAMPLERS
+from codefusion.diffusion import inference_timesteps
 from codefusion.errors import CodeFusionError
 
 MAX_K = 16
 MAX_DRAWS = 64   # noise draws per prompt for sample-and-rank (generate's `draws`)
-RANKINGS = ("score", "vote", "mean-score")
 MAX_PROMPT_CHARS = 4000  # cap before tokenisation: the encoder only sees max_prompt_len tokens anyway
 
 

@@ -198,6 +198,19 @@ def test_generate_cli_process_exits_2_without_a_traceback(tiny_bash_checkpoint, 
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("module, args", [
+    ("codefusion.generate", ["hi", "--checkpoint", "x", "--sampler", "ddmi"]),
+    ("codefusion.generate", ["hi", "--checkpoint", "x", "--rank", "votes"]),
+    ("codefusion.evaluate", ["--lang", "cf", "--checkpoint", "x", "--out", "r.json", "--sampler", "ddmi"]),
+])
+def test_a_misspelt_sampler_or_ranking_is_refused_before_torch_loads(module, args):
+    # Importing torch takes seconds; a typo should not (and evaluate used to find it only at the first task).
+    code = (f"import sys\nfrom {module} import main\ntry:\n    main({args!r})\nexcept SystemExit as e:\n"
+            f"    assert e.code == 2, e.code\nassert 'torch' not in sys.modules\nprint('refused early')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and "refused early" in r.stdout and "invalid choice" in r.stderr, r.stderr
+
+
 def test_generate_cli_grounds_cf_literals(tiny_cf_checkpoint):
     from codefusion.cf import ground_literals
 
