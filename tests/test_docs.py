@@ -1,4 +1,5 @@
-"""The READMEs point at files (reports, figures, scripts) as evidence: every one they name must exist in the repo."""
+"""The READMEs as evidence: every file they name exists, and the Results summary's figures are those of the
+JSON reports behind each row (so a table cannot drift from the reports, nor a row stand without one)."""
 
 import re
 from pathlib import Path
@@ -58,3 +59,167 @@ def test_every_relative_link_in_a_readme_resolves(doc):
     assert links, "no relative links found"
     missing = [t for t in links if not (base / t).exists()]
     assert not missing, f"{doc} links to missing files: {missing}"
+
+
+# Each row of the README's summary tables (Results) and the reports it averages: every report of a row counts once,
+# so a row over 3 training x 5 sampling seeds is the mean of 15 reports. "A / B" cells join two systems.
+SUMMARY_ROWS = {
+    "CF rules": {
+        "CodeFusion, ours, bundled (`small`, 5.15M, CPD, copy path + fresh literals), plain: 5 draws":
+            ["results/copy_head/cf_copy2_trainseed0_test_seed*.json"],
+        "ours, bundled, constants grounded to the request (`--ground-literals`)":
+            ["results/copy_head/cf_bundle_grounded_test_seed*.json"],
+        "ours, bundled recipe, DDPM sampler, grounded, 3 training seeds":
+            ["results/ddpm/cf_bundle_ddpm_grounded_test_seed*.json",
+             "results/ddpm/cf_copy2_trainseed[12]_test_ddpm_grounded_seed*.json"],
+        "ours, bundled recipe, DDPM, 20 draws, parsing first, grounded, 3 training seeds":
+            ["results/ddpm/cf_bundle_ddpm_draws20vf_grounded_test_seed*.json",
+             "results/train_seed/cf_copy_trainseed[12]_ddpm_draws20vf_grounded_test_seed*.json"],
+        "ablation: copy-free recipe (bundled before; the ablations below are its variants)":
+            ["results/seeds/cf_codefusion_seed*.json"],
+        "ablation: no clamping (the paper's plain sampling loop)":
+            ["results/cf_noclamp.json", "results/seeds/cf_noclamp_seed*.json"],
+        "ablation: the paper's pre-training mix (unsupervised generation + CPD)":
+            ["results/seeds/cf_pretrain_both_seed*.json"],
+        "ablation: no CPD (unsupervised generation only)":
+            ["results/cf_pretrain_generation.json", "results/seeds/cf_pretrain_generation_seed*.json"],
+        "ablation: no decoder D (Diffusion-LM-style rounding, 3.9M)":
+            ["results/cf_nodec_cpd.json", "results/seeds/cf_nodec_cpd_seed*.json"],
+        "AR T5 baseline (4.6M), beam search": ["results/cf_ar_beam.json"],
+        "AR T5 baseline, sampling": ["results/cf_ar_sample.json", "results/seeds/cf_ar_sample_seed*.json"],
+        "AR T5 baseline with fresh literals, beam search, grounded, 3 training seeds":
+            ["results/train_seed/cf_ar_aug_trainseed*_beam_grounded_test.json"],
+        "AR T5 baseline with fresh literals, sampling, 20 draws, parsing first, grounded, 3 training seeds":
+            ["results/train_seed/cf_ar_aug_trainseed*_sample_draws20vf_grounded_test_seed*.json"],
+        "retrieval (TF-IDF)": ["results/cf_retrieval.json"],
+        "retrieval, constants grounded": ["results/copy_head/cf_retrieval_grounded_test.json"],
+    },
+    "Bash": {
+        "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps)": ["checkpoints/bash/eval_test.json"],
+        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/bf16/bash_vote40_test500.json"],
+        "ours, the same chain in float32 (bundled before), vote over 40 draws": ["results/vote/bash_vote40_test500.json"],
+        "ours at the comparison budget (800 steps)": ["results/bash_codefusion_800.json"],
+        "ablation (800): CPD only (no unsupervised generation)": ["results/bash_pretrain_cpd_800.json"],
+        "ablation (800): unsupervised generation only (no CPD)": ["results/bash_pretrain_generation_800.json"],
+        "ablation (800): no pre-training": ["results/bash_no_pretrain_800.json"],
+        "ablation (800): no decoder D (3.9M)": ["results/bash_nodec_800.json"],
+        "AR T5 baseline (4.8M, the bundled chain), beam search": ["results/steps12800/bash_ar_beam_test500.json"],
+        "AR T5 baseline, sampling": ["results/steps12800/bash_ar_sample_test500.json"],
+        "AR T5 baseline, sampling, vote over 40 draws": ["results/vote/bash_ar_sample_vote40_test500.json"],
+        "AR T5 baseline (800), beam search / sampling":
+            (["results/bash_ar_beam_800.json"], ["results/bash_ar_sample_800.json"]),
+        "retrieval (TF-IDF)": ["results/bash_retrieval_500.json"],
+    },
+    "Python": {
+        "CodeFusion, ours, bundled (`small`, 5.42M)": ["checkpoints/python/eval_test.json"],
+        "ours at the comparison budget (800 steps)": ["results/python_codefusion_800.json"],
+        "ablation (800): CPD only": ["results/python_pretrain_cpd_800.json"],
+        "ablation (800): unsupervised generation only": ["results/python_pretrain_generation_800.json"],
+        "ablation (800): no pre-training": ["results/python_no_pretrain_800.json"],
+        "ablation (800): no decoder D (3.9M)": ["results/python_nodec_800.json"],
+        "AR T5 baseline (4.8M, the bundled budget), beam search": ["results/python_ar_beam_pt0_6400.json"],
+        "AR T5 baseline, sampling": ["results/python_ar_sample_pt0_6400.json"],
+        "AR T5 baseline (800), beam search / sampling":
+            (["results/python_ar_beam_800.json"], ["results/python_ar_sample_800.json"]),
+        "retrieval (TF-IDF)": ["results/python_retrieval.json"],
+    },
+}
+
+
+def summary_tables() -> dict[str, dict[str, list[str]]]:
+    """{language heading: {row label: cells}} of the tables in the README's Results section, bold and marks dropped."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    tables = {}
+    for part in section.split("\n### ")[1:]:
+        heading, body = part.split("\n", 1)
+        rows = {}
+        for line in body.splitlines():
+            cells = [c.strip().replace("**", "").rstrip("†‡ ").strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| ") and len(cells) > 5 and not set(cells[1]) <= set("-"):
+                rows[cells[0]] = cells[1:]
+        tables[heading.split(" (")[0]] = rows
+    return tables
+
+
+def report_cells(globs: list[str], bleu: bool) -> list[str]:
+    import json
+    import statistics
+
+    files = sorted({p for g in globs for p in ROOT.glob(g)})
+    assert files, f"no reports match {globs}"
+    summaries = [json.loads(p.read_text(encoding="utf-8"))["summary"] for p in files]
+    mean = lambda get: statistics.fmean(get(s) for s in summaries)  # noqa: E731
+    cells = [f"{mean(lambda s: s['top_k'][k]):.1f}" for k in ("1", "3", "5")]
+    cells += [f"{mean(lambda s: s['validity']):.1f}", f"{mean(lambda s: s['diversity']['distinct_4']):.3f}"]
+    return cells + ([f"{mean(lambda s: s['bleu_top1']):.1f}"] if bleu else [])
+
+
+def test_readme_summary_tables_equal_the_reports_they_cite():
+    tables = summary_tables()
+    assert set(tables) >= set(SUMMARY_ROWS), list(tables)
+    for lang, rows in SUMMARY_ROWS.items():
+        bleu = lang == "Python"
+        width = 6 if bleu else 5   # top-1, top-3, top-5, valid top-1 %, distinct-4 (, BLEU top-1)
+        unbacked = {r for r in tables[lang] if r != "system" and "paper" not in r} - set(rows)
+        assert not unbacked, f"{lang}: README rows with no reports named here: {unbacked}"
+        for label, globs in rows.items():
+            assert label in tables[lang], f"{lang}: no README row {label!r}"
+            if isinstance(globs, tuple):   # "beam search / sampling" in one row
+                parts = [report_cells(g, bleu) for g in globs]
+                want = [" / ".join(cells) for cells in zip(*parts)]
+            else:
+                want = report_cells(globs, bleu)
+            assert tables[lang][label][:width] == want, f"{lang} row {label!r}: README {tables[lang][label][:width]}, reports {want}"
+
+
+# The s / task column: each cell's report in results/latency/ (median seconds per task, printed to the cell's
+# decimals), or for the "N.Nx plain" cells the ratio of two reports timed in one sitting.
+LATENCY = {
+    "CF rules": {
+        "ablation: copy-free recipe (bundled before; the ablations below are its variants)": "cf_codefusion.json",
+        "ablation: no decoder D (Diffusion-LM-style rounding, 3.9M)": "cf_nodec.json",
+        "AR T5 baseline (4.6M), beam search": "cf_ar_beam.json",
+        "AR T5 baseline, sampling": "cf_ar_sample.json",
+        "retrieval (TF-IDF)": "cf_retrieval.json",
+        "ours, bundled recipe, DDPM, 20 draws, parsing first, grounded, 3 training seeds":
+            ("cf_codefusion_ddpm_draws20_vf_grounded_avx2.json", "cf_codefusion_avx2.json"),
+        "AR T5 baseline with fresh literals, sampling, 20 draws, parsing first, grounded, 3 training seeds":
+            ("cf_ar_sample_draws20_vf_grounded_avx2.json", "cf_codefusion_avx2.json"),
+    },
+    "Bash": {
+        "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps)": "bash_codefusion.json",
+        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": "bash_codefusion_vote40.json",
+        "ablation (800): no decoder D (3.9M)": "bash_nodec.json",
+        "AR T5 baseline (4.8M, the bundled chain), beam search": "bash_ar_beam.json",
+        "AR T5 baseline, sampling": "bash_ar_sample.json",
+        "AR T5 baseline, sampling, vote over 40 draws": "bash_ar_sample_vote40.json",
+        "retrieval (TF-IDF)": "bash_retrieval.json",
+    },
+    "Python": {
+        "CodeFusion, ours, bundled (`small`, 5.42M)": "python_codefusion.json",
+        "ablation (800): no decoder D (3.9M)": "python_nodec.json",
+        "AR T5 baseline (4.8M, the bundled budget), beam search": "python_ar_beam.json",
+        "AR T5 baseline, sampling": "python_ar_sample.json",
+        "retrieval (TF-IDF)": "python_retrieval.json",
+    },
+}
+
+
+def test_readme_latency_cells_equal_the_timing_reports():
+    import json
+
+    def median(name: str) -> float:
+        return json.loads((ROOT / "results/latency" / name).read_text(encoding="utf-8"))["summary"]["latency_median_s"]
+
+    tables = summary_tables()
+    for lang, cells in LATENCY.items():
+        for label, source in cells.items():
+            cell = tables[lang][label][-1]
+            if isinstance(source, tuple):
+                assert cell.endswith("x plain"), (label, cell)
+                shown, value = cell.split("x")[0], median(source[0]) / median(source[1])
+            else:
+                shown, value = cell, median(source)
+            decimals = len(shown.split(".")[1]) if "." in shown else 0
+            assert shown == f"{value:.{decimals}f}", f"{lang} row {label!r}: README {cell}, report {value:.4g}"
