@@ -223,3 +223,25 @@ def test_readme_latency_cells_equal_the_timing_reports():
                 shown, value = cell, median(source)
             decimals = len(shown.split(".")[1]) if "." in shown else 0
             assert shown == f"{value:.{decimals}f}", f"{lang} row {label!r}: README {cell}, report {value:.4g}"
+
+
+def test_readme_bundled_checkpoints_table_matches_their_training_summaries():
+    import json
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Bundled checkpoints\n", 1)[1].split("\n## ", 1)[0]
+    rows = {cells[0]: cells[1:] for line in section.splitlines() if line.startswith("| ")
+            for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    for lang, name in (("cf", "CF rules"), ("bash", "Bash"), ("python", "Python")):
+        summary = json.loads((ROOT / "checkpoints" / lang / "training_summary.json").read_text(encoding="utf-8"))
+        command, _, wall, val_loss = rows[name]
+        # Every flag the README gives is in the command the trainer recorded (which also spells out defaults).
+        ran = set(shlex.split(summary["command"]))
+        for part in re.findall(r"`([^`]+)`", command):
+            flags = {w for w in shlex.split(part) if not re.fullmatch(r"[A-Z0-9_]+", w)}   # not placeholders (CKPT)
+            assert flags <= ran, (name, flags - ran)
+        minutes = float(re.search(r"([\d.]+) min", wall).group(1))   # the last run's wall time
+        assert f"{minutes:.1f}" == f"{summary['seconds'] / 60:.1f}", (name, minutes, summary["seconds"])
+        assert val_loss.split()[0] == f"{summary['val_loss'][-1]['val_loss']:.3f}", (name, val_loss)
