@@ -1,7 +1,10 @@
 """The READMEs as evidence: every file they name exists, and the Results summary's figures are those of the
 JSON reports behind each row (so a table cannot drift from the reports, nor a row stand without one)."""
 
+import json
 import re
+import shlex
+import statistics
 from pathlib import Path
 
 import pytest
@@ -143,9 +146,6 @@ def summary_tables() -> dict[str, dict[str, list[str]]]:
 
 
 def report_cells(globs: list[str], bleu: bool) -> list[str]:
-    import json
-    import statistics
-
     files = sorted({p for g in globs for p in ROOT.glob(g)})
     assert files, f"no reports match {globs}"
     summaries = [json.loads(p.read_text(encoding="utf-8"))["summary"] for p in files]
@@ -207,8 +207,6 @@ LATENCY = {
 
 
 def test_readme_latency_cells_equal_the_timing_reports():
-    import json
-
     def median(name: str) -> float:
         return json.loads((ROOT / "results/latency" / name).read_text(encoding="utf-8"))["summary"]["latency_median_s"]
 
@@ -226,10 +224,6 @@ def test_readme_latency_cells_equal_the_timing_reports():
 
 
 def test_readme_bundled_checkpoints_table_matches_their_training_summaries():
-    import json
-    import re
-    import shlex
-
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("\n## Bundled checkpoints\n", 1)[1].split("\n## ", 1)[0]
     rows = {cells[0]: cells[1:] for line in section.splitlines() if line.startswith("| ")
@@ -245,3 +239,22 @@ def test_readme_bundled_checkpoints_table_matches_their_training_summaries():
         minutes = float(re.search(r"([\d.]+) min", wall).group(1))   # the last run's wall time
         assert f"{minutes:.1f}" == f"{summary['seconds'] / 60:.1f}", (name, minutes, summary["seconds"])
         assert val_loss.split()[0] == f"{summary['val_loss'][-1]['val_loss']:.3f}", (name, val_loss)
+
+
+def test_readme_targets_table_quotes_rows_of_the_tables():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Results\n", 1)[1].split("\n### ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip().strip("|").split("|")]
+    tables = summary_tables()
+    quoted = 0
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        for heading, cell in zip(header[1:], cells[1:]):
+            m = re.match(r"(\d+\.\d) / (\d+\.\d)\b", cell)
+            if m:
+                lang = heading.split(" (")[0]
+                pairs = {(row[0], row[2]) for row in tables[lang].values()}
+                assert m.groups() in pairs, f"{lang}: {cell!r} is no row's top-1 / top-5"
+                quoted += 1
+    assert quoted == 9, quoted
