@@ -258,3 +258,18 @@ def test_readme_targets_table_quotes_rows_of_the_tables():
                 assert m.groups() in pairs, f"{lang}: {cell!r} is no row's top-1 / top-5"
                 quoted += 1
     assert quoted == 9, quoted
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a heading: lower case, punctuation dropped (hyphens and underscores kept), spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_anchor_link_in_a_readme_names_a_heading(doc):
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    headings = {github_anchor(line.lstrip("#")) for line in text.splitlines() if re.match(r"#{1,6} ", line)}
+    anchors = re.findall(r"\]\(#([^)\s]+)\)", text)
+    assert github_anchor("## Bash (first 500 of 2,522 test tasks, template match)".lstrip("#")) == \
+        "bash-first-500-of-2522-test-tasks-template-match"
+    assert not [a for a in anchors if a not in headings], f"{doc}: links to no heading"
