@@ -7,6 +7,11 @@ Rows keep the order given; every report must be for the same language, split and
 column over those seeds, with the seeds and the range of the largest top-k beside it.
 
     python -m codefusion.report --mean-over-seeds checkpoints/cf/eval_test.json results/seeds/cf_codefusion_seed*.json
+
+With --versus, the reports given first (system A, any number of seeds) are compared with those after --versus
+(system B) task by task: the difference of their top-k and its 95% interval from a paired bootstrap over the tasks.
+
+    python -m codefusion.report results/ddpm/cf_bundle_ddpm_grounded_test_seed*.json --versus results/cf_retrieval.json
 """
 
 from __future__ import annotations
@@ -100,18 +105,70 @@ def table(reports: list[dict], labels: list[str]) -> str:
     return "\n".join(lines)
 
 
+def solved_per_task(reports: list[dict]) -> tuple[list[str], dict[str, list[float]]]:
+    """Task ids and, per k, each task's share of the reports that solved it within the first k (the mean over
+    seeds of a system's 0/1 outcomes). Every report must cover the same tasks in the same order."""
+    first = reports[0]
+    ids = [str(t["id"]) for t in first["tasks"]]
+    ks = list(first["summary"]["top_k"])
+    for r in reports[1:]:
+        if (r["lang"], r["split"]) != (first["lang"], first["split"]) or [str(t["id"]) for t in r["tasks"]] != ids:
+            raise CodeFusionError("reports to compare must cover the same tasks of one language and split "
+                                  "(the same --split and --limit)")
+    shares = {k: [statistics.fmean(t["solved_at"] is not None and t["solved_at"] <= int(k)
+                                   for t in (r["tasks"][i] for r in reports)) for i in range(len(ids))] for k in ks}
+    return ids, shares
+
+
+def paired_bootstrap(a: list[float], b: list[float], n: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b (in points) and its 95% percentile interval when the tasks are resampled with replacement."""
+    import numpy as np
+
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(n, len(diff)))
+    means = diff[idx].mean(axis=1) * 100
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean() * 100), float(lo), float(hi)
+
+
+def _n_reports(reports: list) -> str:
+    return f"{len(reports)} report{'' if len(reports) == 1 else 's'}"
+
+
+def versus(a_reports: list[dict], b_reports: list[dict], a_label: str, b_label: str) -> str:
+    """A markdown table: A's and B's top-k, A - B and its 95% paired-bootstrap interval over tasks."""
+    solved_per_task(a_reports + b_reports)   # refuses reports of other tasks
+    ids, a_shares = solved_per_task(a_reports)
+    _, b_shares = solved_per_task(b_reports)
+    lines = [f"{a_label} (A, {_n_reports(a_reports)}) against {b_label} (B, {_n_reports(b_reports)}), "
+             f"{LANGUAGE_NAMES[a_reports[0]['lang']]} {a_reports[0]['split']}, {len(ids)} tasks; the interval "
+             f"resamples tasks (10,000 paired draws), not training runs", "",
+             "| | A | B | A - B | 95% interval |", "|---|---|---|---|---|"]
+    for k in a_shares:
+        diff, lo, hi = paired_bootstrap(a_shares[k], b_shares[k])
+        lines.append(f"| top-{k} | {_fmt(statistics.fmean(a_shares[k]) * 100)} | {_fmt(statistics.fmean(b_shares[k]) * 100)}"
+                     f" | {diff:+.1f} | {lo:+.1f} to {hi:+.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m codefusion.report", description=__doc__.split("\n\n")[0])
     p.add_argument("reports", nargs="+", help="evaluation JSON files, one row each")
     p.add_argument("--label", action="append", default=[], metavar="FILE=NAME", help="row name for a file")
     p.add_argument("--mean-over-seeds", action="store_true",
                    help="one row per system: the mean over its reports that differ only in --seed")
+    p.add_argument("--versus", nargs="+", metavar="REPORT",
+                   help="compare the reports given first (one system, any seeds) with these, task by task")
     args = p.parse_args(argv)
     names = dict(item.split("=", 1) for item in args.label if "=" in item)
 
     def body():
         reports = [load_report(Path(f)) for f in args.reports]
         labels = [names.get(f, r["system"]) for f, r in zip(args.reports, reports)]
+        if args.versus:
+            others = [load_report(Path(f)) for f in args.versus]
+            print(versus(reports, others, labels[0], names.get(args.versus[0], others[0]["system"])))
+            return
         if args.mean_over_seeds:
             reports, labels = mean_over_seeds(reports, labels)
         print(table(reports, labels))

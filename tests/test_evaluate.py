@@ -184,6 +184,42 @@ def test_report_averages_the_runs_of_one_system_over_seeds(tmp_path, data_dir, t
     assert "same seed" in capsys.readouterr().err
 
 
+def _solved_report(solved_at: list, lang: str = "cf") -> dict:
+    return {"lang": lang, "split": "test", "system": "s", "summary": {"top_k": {"1": 0.0, "5": 0.0}},
+            "tasks": [{"id": str(i), "solved_at": s} for i, s in enumerate(solved_at)]}
+
+
+def test_paired_bootstrap_over_tasks():
+    from codefusion.errors import CodeFusionError
+    from codefusion.report import paired_bootstrap, solved_per_task, versus
+
+    # 40 tasks; A solves the first 10 at rank 1, B the first 5 at rank 3: top-1 +25 points, top-5 +12.5
+    a, b = _solved_report([1] * 10 + [None] * 30), _solved_report([3] * 5 + [None] * 35)
+    ids, shares = solved_per_task([a, b])   # two seeds of one system: each task's share of solving runs
+    assert len(ids) == 40 and shares["1"][:10] == [0.5] * 10 and shares["5"][:5] == [1.0] * 5
+    diff, lo, hi = paired_bootstrap(solved_per_task([a])[1]["1"], solved_per_task([b])[1]["1"])
+    assert diff == pytest.approx(25.0) and 10 < lo < 25 < hi <= 40   # 10 of 40 tasks: about +-13 points
+    assert paired_bootstrap([1.0, 0.0, 1.0], [1.0, 0.0, 1.0]) == (0.0, 0.0, 0.0)   # no difference, no spread
+    table = versus([a], [b], "A", "B")
+    assert "| top-1 | 25.0 | 0.0 | +25.0 |" in table and "| top-5 | 25.0 | 12.5 | +12.5 |" in table
+    with pytest.raises(CodeFusionError, match="same tasks"):
+        versus([a], [_solved_report([1] * 39)], "A", "B")
+    with pytest.raises(CodeFusionError, match="same tasks"):
+        versus([a], [_solved_report([1] * 40, lang="bash")], "A", "B")
+
+
+def test_report_versus_from_the_command_line(tmp_path, capsys):
+    from codefusion.report import main as report_main
+
+    files = []
+    for name, solved in (("a0", [1, 1, None, None]), ("a1", [1, None, None, None]), ("b", [None, 2, None, None])):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(_solved_report(solved)))
+    assert report_main([str(files[0]), str(files[1]), "--versus", str(files[2]), "--label", f"{files[0]}=ours"]) == 0
+    out = capsys.readouterr().out
+    assert "ours (A, 2 reports) against s (B, 1 report)" in out and "| top-1 | 37.5 | 0.0 | +37.5 |" in out
+
+
 # --- the prompt-reliance probe -----------------------------------------------------------------------
 def test_probe_shows_the_bundled_cf_model_reads_its_prompt(tmp_path, data_dir, capsys):
     from codefusion.probe import main as probe
