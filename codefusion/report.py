@@ -112,9 +112,10 @@ def solved_per_task(reports: list[dict]) -> tuple[list[str], dict[str, list[floa
     ids = [str(t["id"]) for t in first["tasks"]]
     ks = list(first["summary"]["top_k"])
     for r in reports[1:]:
-        if (r["lang"], r["split"]) != (first["lang"], first["split"]) or [str(t["id"]) for t in r["tasks"]] != ids:
-            raise CodeFusionError("reports to compare must cover the same tasks of one language and split "
-                                  "(the same --split and --limit)")
+        if ((r["lang"], r["split"], list(r["summary"]["top_k"])) != (first["lang"], first["split"], ks)
+                or [str(t["id"]) for t in r["tasks"]] != ids):
+            raise CodeFusionError("reports to compare must cover the same tasks of one language and split, with the "
+                                  "same k values (the same --split, --limit and --k)")
     shares = {k: [statistics.fmean(t["solved_at"] is not None and t["solved_at"] <= int(k)
                                    for t in (r["tasks"][i] for r in reports)) for i in range(len(ids))] for k in ks}
     return ids, shares
@@ -146,8 +147,8 @@ def versus(a_reports: list[dict], b_reports: list[dict], a_label: str, b_label: 
              "| | A | B | A - B | 95% interval |", "|---|---|---|---|---|"]
     for k in a_shares:
         diff, lo, hi = paired_bootstrap(a_shares[k], b_shares[k])
-        lines.append(f"| top-{k} | {_fmt(statistics.fmean(a_shares[k]) * 100)} | {_fmt(statistics.fmean(b_shares[k]) * 100)}"
-                     f" | {diff:+.1f} | {lo:+.1f} to {hi:+.1f} |")
+        a_top, b_top = (_fmt(statistics.fmean(shares[k]) * 100) for shares in (a_shares, b_shares))
+        lines.append(f"| top-{k} | {a_top} | {b_top} | {diff:+.1f} | {lo:+.1f} to {hi:+.1f} |")
     return "\n".join(lines)
 
 

@@ -100,7 +100,8 @@ SUMMARY_ROWS = {
     "Bash": {
         "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps)": ["checkpoints/bash/eval_test.json"],
         "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/bf16/bash_vote40_test500.json"],
-        "ours, the same chain in float32 (bundled before), vote over 40 draws": ["results/vote/bash_vote40_test500.json"],
+        "ours, the same chain in float32 (bundled before), vote over 40 draws":
+            ["results/vote/bash_vote40_test500.json"],
         "ours at the comparison budget (800 steps)": ["results/bash_codefusion_800.json"],
         "ablation (800): CPD only (no unsupervised generation)": ["results/bash_pretrain_cpd_800.json"],
         "ablation (800): unsupervised generation only (no CPD)": ["results/bash_pretrain_generation_800.json"],
@@ -170,7 +171,8 @@ def test_readme_summary_tables_equal_the_reports_they_cite():
                 want = [" / ".join(cells) for cells in zip(*parts)]
             else:
                 want = report_cells(globs, bleu)
-            assert tables[lang][label][:width] == want, f"{lang} row {label!r}: README {tables[lang][label][:width]}, reports {want}"
+            shown = tables[lang][label][:width]
+            assert shown == want, f"{lang} row {label!r}: README {shown}, reports {want}"
 
 
 # The s / task column: each cell's report in results/latency/ (median seconds per task, printed to the cell's
