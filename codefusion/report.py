@@ -116,7 +116,7 @@ def solved_per_task(reports: list[dict]) -> tuple[list[str], dict[str, list[floa
                 or [str(t["id"]) for t in r["tasks"]] != ids):
             raise CodeFusionError("reports to compare must cover the same tasks of one language and split, with the "
                                   "same k values (the same --split, --limit and --k)")
-    shares = {k: [statistics.fmean(t["solved_at"] is not None and t["solved_at"] <= int(k)
+    shares = {k: [statistics.fmean(t.get("solved_at") is not None and t["solved_at"] <= int(k)
                                    for t in (r["tasks"][i] for r in reports)) for i in range(len(ids))] for k in ks}
     return ids, shares
 
@@ -167,6 +167,8 @@ def main(argv=None) -> int:
         reports = [load_report(Path(f)) for f in args.reports]
         labels = [names.get(f, r["system"]) for f, r in zip(args.reports, reports)]
         if args.versus:
+            if args.mean_over_seeds:
+                raise CodeFusionError("--versus pools each side's seeds itself: leave out --mean-over-seeds")
             others = [load_report(Path(f)) for f in args.versus]
             print(versus(reports, others, labels[0], names.get(args.versus[0], others[0]["system"])))
             return

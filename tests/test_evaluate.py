@@ -218,6 +218,8 @@ def test_report_versus_from_the_command_line(tmp_path, capsys):
     assert report_main([str(files[0]), str(files[1]), "--versus", str(files[2]), "--label", f"{files[0]}=ours"]) == 0
     out = capsys.readouterr().out
     assert "ours (A, 2 reports) against s (B, 1 report)" in out and "| top-1 | 37.5 | 0.0 | +37.5 |" in out
+    assert report_main([str(files[0]), "--versus", str(files[2]), "--mean-over-seeds"]) == 2
+    assert "leave out --mean-over-seeds" in capsys.readouterr().err
 
 
 # --- the prompt-reliance probe -----------------------------------------------------------------------
