@@ -83,12 +83,18 @@ def mean_over_seeds(reports: list[dict], labels: list[str]) -> tuple[list[dict],
     return out, out_labels
 
 
+def comparable(reports: list[dict], same_tasks: bool = False) -> bool:
+    """Whether the reports share language, split and k values and, with same_tasks, the tasks in the same order."""
+    def key(r: dict) -> tuple:
+        ids = [str(t["id"]) for t in r["tasks"]] if same_tasks else None
+        return r["lang"], r["split"], list(r["summary"]["top_k"]), ids
+    return all(key(r) == key(reports[0]) for r in reports[1:])
+
+
 def table(reports: list[dict], labels: list[str]) -> str:
+    if not comparable(reports):
+        raise CodeFusionError("reports differ in language, split or k: make one table per comparison")
     first = reports[0]
-    for r in reports[1:]:
-        if (r["lang"], r["split"], list(r["summary"]["top_k"])) != (first["lang"], first["split"],
-                                                                   list(first["summary"]["top_k"])):
-            raise CodeFusionError("reports differ in language, split or k: make one table per comparison")
     ks = list(first["summary"]["top_k"])
     head = ["System"] + [f"Top-{k}" for k in ks] + ["Valid top-1 %", "Distinct-4 (top-5)", "Pairwise ED",
                                                     "Steps", "Latency s/task"]
@@ -105,20 +111,13 @@ def table(reports: list[dict], labels: list[str]) -> str:
     return "\n".join(lines)
 
 
-def solved_per_task(reports: list[dict]) -> tuple[list[str], dict[str, list[float]]]:
-    """Task ids and, per k, each task's share of the reports that solved it within the first k (the mean over
-    seeds of a system's 0/1 outcomes). Every report must cover the same tasks in the same order."""
-    first = reports[0]
-    ids = [str(t["id"]) for t in first["tasks"]]
-    ks = list(first["summary"]["top_k"])
-    for r in reports[1:]:
-        if ((r["lang"], r["split"], list(r["summary"]["top_k"])) != (first["lang"], first["split"], ks)
-                or [str(t["id"]) for t in r["tasks"]] != ids):
-            raise CodeFusionError("reports to compare must cover the same tasks of one language and split, with the "
-                                  "same k values (the same --split, --limit and --k)")
-    shares = {k: [statistics.fmean(t.get("solved_at") is not None and t["solved_at"] <= int(k)
-                                   for t in (r["tasks"][i] for r in reports)) for i in range(len(ids))] for k in ks}
-    return ids, shares
+def solved_per_task(reports: list[dict]) -> dict[str, list[float]]:
+    """Per k, each task's share of the reports that solved it within the first k (the mean over seeds of a
+    system's 0/1 outcomes). The reports must be `comparable` with the same tasks."""
+    n = len(reports[0]["tasks"])
+    return {k: [statistics.fmean(t.get("solved_at") is not None and t["solved_at"] <= int(k)
+                                 for t in (r["tasks"][i] for r in reports)) for i in range(n)]
+            for k in reports[0]["summary"]["top_k"]}
 
 
 def paired_bootstrap(a: list[float], b: list[float], n: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
@@ -138,12 +137,13 @@ def _n_reports(reports: list) -> str:
 
 def versus(a_reports: list[dict], b_reports: list[dict], a_label: str, b_label: str) -> str:
     """A markdown table: A's and B's top-k, A - B and its 95% paired-bootstrap interval over tasks."""
-    solved_per_task(a_reports + b_reports)   # refuses reports of other tasks
-    ids, a_shares = solved_per_task(a_reports)
-    _, b_shares = solved_per_task(b_reports)
+    if not comparable(a_reports + b_reports, same_tasks=True):
+        raise CodeFusionError("reports to compare must cover the same tasks of one language and split, with the "
+                              "same k values (the same --split, --limit and --k)")
+    a_shares, b_shares = solved_per_task(a_reports), solved_per_task(b_reports)
     lines = [f"{a_label} (A, {_n_reports(a_reports)}) against {b_label} (B, {_n_reports(b_reports)}), "
-             f"{LANGUAGE_NAMES[a_reports[0]['lang']]} {a_reports[0]['split']}, {len(ids)} tasks; the interval "
-             f"resamples tasks (10,000 paired draws), not training runs", "",
+             f"{LANGUAGE_NAMES[a_reports[0]['lang']]} {a_reports[0]['split']}, {len(a_reports[0]['tasks'])} tasks; "
+             "the interval resamples tasks (10,000 paired draws), not training runs", "",
              "| | A | B | A - B | 95% interval |", "|---|---|---|---|---|"]
     for k in a_shares:
         diff, lo, hi = paired_bootstrap(a_shares[k], b_shares[k])

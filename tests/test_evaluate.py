@@ -195,9 +195,9 @@ def test_paired_bootstrap_over_tasks():
 
     # 40 tasks; A solves the first 10 at rank 1, B the first 5 at rank 3: top-1 +25 points, top-5 +12.5
     a, b = _solved_report([1] * 10 + [None] * 30), _solved_report([3] * 5 + [None] * 35)
-    ids, shares = solved_per_task([a, b])   # two seeds of one system: each task's share of solving runs
-    assert len(ids) == 40 and shares["1"][:10] == [0.5] * 10 and shares["5"][:5] == [1.0] * 5
-    diff, lo, hi = paired_bootstrap(solved_per_task([a])[1]["1"], solved_per_task([b])[1]["1"])
+    shares = solved_per_task([a, b])   # two seeds of one system: each task's share of solving runs
+    assert len(shares["1"]) == 40 and shares["1"][:10] == [0.5] * 10 and shares["5"][:5] == [1.0] * 5
+    diff, lo, hi = paired_bootstrap(solved_per_task([a])["1"], solved_per_task([b])["1"])
     assert diff == pytest.approx(25.0) and 10 < lo < 25 < hi <= 40   # 10 of 40 tasks: about +-13 points
     assert paired_bootstrap([1.0, 0.0, 1.0], [1.0, 0.0, 1.0]) == (0.0, 0.0, 0.0)   # no difference, no spread
     table = versus([a], [b], "A", "B")
