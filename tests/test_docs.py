@@ -16,6 +16,21 @@ CODE_PATH = re.compile(r"`((?:results|checkpoints|assets|tests|codefusion|\.ci)/
 LINK = re.compile(r"\]\(([^)#\s]+)\)")
 
 
+def read(doc: str) -> str:
+    return (ROOT / doc).read_text(encoding="utf-8")
+
+
+def readme_section(heading: str) -> str:
+    """The README's text under `## heading`, up to the next section."""
+    return read("README.md").split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The stripped cells of each markdown table row in text (header rows included, separator rows not)."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ")]
+
+
 def expand_braces(path: str) -> list[str]:
     """Shell-style {a,b} alternatives, as the READMEs write families of reports."""
     m = re.search(r"\{([^{}]*)\}", path)
@@ -47,7 +62,7 @@ def test_brace_expansion_and_path_finding():
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_path_a_readme_names_exists(doc):
-    text = (ROOT / doc).read_text(encoding="utf-8")
+    text = read(doc)
     paths = named_paths(text)
     assert len(paths) > 10, "the pattern no longer finds the README's paths"
     missing = sorted({p for p in paths if not exists(p)})
@@ -57,7 +72,7 @@ def test_every_path_a_readme_names_exists(doc):
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_relative_link_in_a_readme_resolves(doc):
     base = (ROOT / doc).parent
-    text = (ROOT / doc).read_text(encoding="utf-8")
+    text = read(doc)
     links = [t for t in LINK.findall(text) if "://" not in t]
     assert links, "no relative links found"
     missing = [t for t in links if not (base / t).exists()]
@@ -132,17 +147,11 @@ SUMMARY_ROWS = {
 
 def summary_tables() -> dict[str, dict[str, list[str]]]:
     """{language heading: {row label: cells}} of the tables in the README's Results section, bold and marks dropped."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
     tables = {}
-    for part in section.split("\n### ")[1:]:
+    for part in readme_section("Results").split("\n### ")[1:]:
         heading, body = part.split("\n", 1)
-        rows = {}
-        for line in body.splitlines():
-            cells = [c.strip().replace("**", "").rstrip("†‡ ").strip() for c in line.strip().strip("|").split("|")]
-            if line.startswith("| ") and len(cells) > 5 and not set(cells[1]) <= set("-"):
-                rows[cells[0]] = cells[1:]
-        tables[heading.split(" (")[0]] = rows
+        rows = [[c.replace("**", "").rstrip("†‡ ").strip() for c in cells] for cells in table_rows(body)]
+        tables[heading.split(" (")[0]] = {cells[0]: cells[1:] for cells in rows}
     return tables
 
 
@@ -226,10 +235,7 @@ def test_readme_latency_cells_equal_the_timing_reports():
 
 
 def test_readme_bundled_checkpoints_table_matches_their_training_summaries():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Bundled checkpoints\n", 1)[1].split("\n## ", 1)[0]
-    rows = {cells[0]: cells[1:] for line in section.splitlines() if line.startswith("| ")
-            for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    rows = {cells[0]: cells[1:] for cells in table_rows(readme_section("Bundled checkpoints"))}
     for lang, name in (("cf", "CF rules"), ("bash", "Bash"), ("python", "Python")):
         summary = json.loads((ROOT / "checkpoints" / lang / "training_summary.json").read_text(encoding="utf-8"))
         command, _, wall, val_loss = rows[name]
@@ -244,14 +250,10 @@ def test_readme_bundled_checkpoints_table_matches_their_training_summaries():
 
 
 def test_readme_targets_table_quotes_rows_of_the_tables():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Results\n", 1)[1].split("\n### ", 1)[0]
-    lines = [line for line in section.splitlines() if line.startswith("| ")]
-    header = [c.strip() for c in lines[0].strip().strip("|").split("|")]
+    header, *rows = table_rows(readme_section("Results").split("\n### ", 1)[0])
     tables = summary_tables()
     quoted = 0
-    for line in lines[1:]:
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    for cells in rows:
         for heading, cell in zip(header[1:], cells[1:]):
             m = re.match(r"(\d+\.\d) / (\d+\.\d)\b", cell)
             if m:
@@ -269,7 +271,7 @@ def github_anchor(heading: str) -> str:
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_anchor_link_in_a_readme_names_a_heading(doc):
-    text = (ROOT / doc).read_text(encoding="utf-8")
+    text = read(doc)
     headings = {github_anchor(line.lstrip("#")) for line in text.splitlines() if re.match(r"#{1,6} ", line)}
     anchors = re.findall(r"\]\(#([^)\s]+)\)", text)
     assert github_anchor("## Bash (first 500 of 2,522 test tasks, template match)".lstrip("#")) == \
