@@ -34,6 +34,7 @@ from codefusion import LANGUAGE_NAMES, LANGUAGES  # noqa: E402
 from codefusion import demo as view  # noqa: E402
 from codefusion.diffusion import SAMPLERS  # noqa: E402
 from codefusion.errors import CodeFusionError  # noqa: E402
+from codefusion.evaluate import report_headline  # noqa: E402
 from codefusion.sampler import MAX_PROMPT_CHARS, load_model, stream  # noqa: E402
 
 log = logging.getLogger("codefusion.app")
@@ -257,19 +258,9 @@ def measured_quality(src: ModelSource, lang: str) -> str | None:
         return None
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
-        summary, config = report["summary"], report.get("config", {})
         if report.get("lang") != lang or report.get("split") != "test":
             return None
-        top = summary["top_k"]
-        ks = sorted(int(k) for k in top)
-        scores = " / ".join(f"{top[str(k)]:.1f}" for k in ks)
-        tasks = f"first {summary['n_tasks']}" if config.get("limit") else f"{summary['n_tasks']}"
-        seed = f", sampling seed {config['seed']}" if config.get("seed") is not None else ""
-        line = (f"Measured on the test split ({tasks} tasks, {config.get('steps', '?')} steps{seed}): "
-                f"top-{'/'.join(map(str, ks))} {report['metric_short']} {scores}%")
-        if summary.get("validity") is not None:
-            line += f" · top-1 valid {summary['validity']:.0f}%"
-        return line
+        return report_headline(report)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         log.warning("%s: unreadable %s (%s)", src.origin, EVAL_REPORT, e)
         return None

@@ -1,9 +1,14 @@
-"""Package a finished training run as a bundled checkpoint: weights, config, tokenizer and a run summary.
+"""Package a finished training run as a bundled checkpoint (weights, config, tokenizer and a run summary), or
+publish a bundled checkpoint as a Hugging Face Hub model repo.
 
     python -m codefusion.bundle --run runs/cf --out checkpoints/cf
+    python -m codefusion.bundle --push checkpoints/cf --repo-id YOU/codefusion-cf [--private]
 
 The optimizer state and the per-step log stay behind; `training_summary.json` keeps what a reader needs
 (config, parameter counts, plan, final and validation losses, time, throughput, the exact command).
+--push uploads the folder's files as they are (16-bit weights stay 16-bit; the run summary and the test report
+go along, so the app can show the measured quality of a Hub model too) with a model card, in one commit, and prints
+that commit: pin it (CODEFUSION_REVISION_<LANG>) so a Space serves exactly what was checked.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+SUMMARY, EVAL_REPORT, CARD = "training_summary.json", "eval_test.json", "README.md"
+PUBLISHED = MODEL_FILES + (SUMMARY, EVAL_REPORT)
 
 
 def summarize_log(log_path: Path) -> dict:
@@ -55,15 +62,111 @@ def train_command(trained: dict) -> str:
     return "python -m codefusion.train " + " ".join(flags) + " --data-dir DIR --out OUT"
 
 
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CodeFusionError(f"{path} is not readable JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CodeFusionError(f"{path} is not a JSON object")
+    return data
+
+
+def model_card(folder: Path, repo_id: str) -> str:
+    """The Hub repo's README.md: what the model is, how to load it, how it was trained and what it measured."""
+    from huggingface_hub import ModelCardData
+
+    from codefusion import LANGUAGE_NAMES
+    from codefusion.evaluate import report_headline
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    summary, report = _read_json(folder / SUMMARY), _read_json(folder / EVAL_REPORT)
+    lang = config["language"]
+    system = "the autoregressive T5 baseline" if config.get("architecture") == "autoregressive" else "CodeFusion"
+    data = ModelCardData(library_name="codefusion", license="mit", language=["en"],
+                         tags=["code-generation", "diffusion", "codefusion", lang])
+    lines = [f"---\n{data.to_yaml()}\n---", "", f"# {repo_id}: {system} for {LANGUAGE_NAMES[lang]}", "",
+             f"A small {system} model from an open reimplementation of CodeFusion (Singh et al., EMNLP 2023), "
+             "a diffusion model that writes a program from a natural-language request by denoising the whole "
+             f"program at every step. Trained from scratch on the paper's released {LANGUAGE_NAMES[lang]} data.",
+             "", "## Use", "", "With the project's code (`codefusion/`, from its repository):", "", "```python",
+             "from codefusion.model import CodeFusion", "from codefusion.sampler import generate", "",
+             f'model = CodeFusion.from_pretrained("{repo_id}", revision="COMMIT")   # pin the commit you checked',
+             'for c in generate(model, "YOUR REQUEST", k=5, steps=20)[0]:', "    print(c.score, c.text)", "```", "",
+             f"or `python -m codefusion.generate \"YOUR REQUEST\" --checkpoint {repo_id} --revision COMMIT`; the project's "
+             f"Gradio app serves it with `CODEFUSION_MODEL_{lang.upper()}={repo_id} CODEFUSION_REVISION_{lang.upper()}=COMMIT`."]
+    if summary:
+        params = summary.get("parameters", {})
+        stages = summary.get("stage_steps") or {}
+        lines += ["", "## Training", "", f"- command: `{summary.get('command', '?')}`",
+                  f"- {stages.get('pretrain', 0)} pre-training + {stages.get('finetune', 0)} fine-tuning steps, batch "
+                  f"{summary.get('batch_size')}, seed {summary.get('seed')}, on {summary.get('device')}: "
+                  f"{(summary.get('seconds') or 0) / 60:.1f} min",
+                  f"- parameters: {params.get('total', 0) / 1e6:.2f}M"]
+        if summary.get("val_loss"):
+            lines.append(f"- final validation loss: {summary['val_loss'][-1]['val_loss']}")
+    if report and report.get("lang") == lang:
+        try:
+            headline = report_headline(report)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CodeFusionError(f"{folder / EVAL_REPORT} is not an evaluation report (no {e})") from None
+        lines += ["", "## Evaluation", "", f"{headline}. Every task's candidates: `{EVAL_REPORT}`."]
+    return "\n".join(lines) + "\n"
+
+
+def publish(folder, repo_id: str, *, private: bool = False, token: str | None = None,
+            message: str | None = None) -> str:
+    """Upload a checkpoint folder (PUBLISHED files and a model card) to a Hub model repo in one commit; returns
+    that commit's id. The folder must load first: a broken checkpoint is refused before anything is sent."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from codefusion.errors import hub_errors
+    from codefusion.model import load_folder
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CodeFusionError(f"no checkpoint folder at {folder}")
+    load_folder(folder)   # raises CodeFusionError on a missing or inconsistent file
+    files = [f for f in PUBLISHED if (folder / f).is_file()]
+    ops = [CommitOperationAdd(f, str(folder / f)) for f in files]
+    ops.append(CommitOperationAdd(CARD, model_card(folder, repo_id).encode("utf-8")))
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.create_commit(repo_id, ops, commit_message=message or f"Upload {folder.name} checkpoint")
+    except (*hub_errors(), ValueError) as e:   # ValueError: the Hub refused the card's metadata
+        raise CodeFusionError(f"could not publish {folder} to {repo_id}: {type(e).__name__}: {e}") from None
+    return info.oid
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m codefusion.bundle", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="a finished training output folder")
-    p.add_argument("--out", required=True, help="the bundled checkpoint folder (replaced)")
+    p.add_argument("--run", help="a finished training output folder")
+    p.add_argument("--out", help="the bundled checkpoint folder (replaced)")
+    p.add_argument("--push", metavar="CKPT", help="publish this checkpoint folder to the Hub instead (needs --repo-id)")
+    p.add_argument("--repo-id", help="with --push: the Hub model repo, e.g. YOU/codefusion-cf (created if missing)")
+    p.add_argument("--private", action="store_true", help="with --push: create the repo private")
     p.add_argument("--command", default=None, help="the training command to record (default: from the run's args)")
     p.add_argument("--sentence-case-prompts", action="store_true",
                    help="sample with each prompt's first letter upper-cased, as the trainer's flag of that name does "
                         "(for a model trained on sentence-case prompts)")
     args = p.parse_args(argv)
+    if args.push:
+        if not args.repo_id or args.run or args.out:
+            p.error("--push CKPT takes --repo-id (and --private), not --run or --out")
+        try:
+            commit = publish(args.push, args.repo_id, private=args.private)
+        except CodeFusionError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"published {args.push} -> {args.repo_id} at commit {commit}\n"
+              f"serve exactly this: CODEFUSION_MODEL_...={args.repo_id} CODEFUSION_REVISION_...={commit}")
+        return 0
+    if not (args.run and args.out):
+        p.error("give --run RUN --out CKPT to bundle a run, or --push CKPT --repo-id REPO to publish a checkpoint")
     run, out = Path(args.run), Path(args.out)
     try:
         summary = summarize_log(run / "log.jsonl")

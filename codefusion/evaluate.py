@@ -217,6 +217,22 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def report_headline(report: dict) -> str:
+    """One line on what a test-split report measured, e.g. "Measured on the test split (177 tasks, 20 steps, sampling
+    seed 0): top-1/3/5 execution match 14.1 / 15.8 / 15.8% · top-1 valid 73%" (the app's model line, the Hub card)."""
+    summary, config = report["summary"], report.get("config", {})
+    top = summary["top_k"]
+    ks = sorted(int(k) for k in top)
+    scores = " / ".join(f"{top[str(k)]:.1f}" for k in ks)
+    tasks = f"first {summary['n_tasks']}" if config.get("limit") else f"{summary['n_tasks']}"
+    seed = f", sampling seed {config['seed']}" if config.get("seed") is not None else ""
+    line = (f"Measured on the {report['split']} split ({tasks} tasks, {config.get('steps', '?')} steps{seed}): "
+            f"top-{'/'.join(map(str, ks))} {report['metric_short']} {scores}%")
+    if summary.get("validity") is not None:
+        line += f" · top-1 valid {summary['validity']:.0f}%"
+    return line
+
+
 def save_curve(curve: dict, path: Path, title: str) -> list[str]:
     """Write the edit-distance-versus-steps figure as HTML, and as PNG where plotly can export images (kaleido >= 1
     plus a Chrome or Chromium, e.g. `BROWSER_PATH=/usr/bin/chromium`)."""

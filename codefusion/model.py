@@ -405,12 +405,13 @@ def resolve_checkpoint(model_id: str | os.PathLike, revision: str | None = None,
         raise CodeFusionError(f"checkpoint {model_id} not found: give a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, "
                               "or a Hub repo id like user/codefusion-cf")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from codefusion.errors import hub_errors
 
     try:
         return Path(snapshot_download(str(model_id), revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md"],
                                       **{k: v for k, v in hub_kwargs.items() if v is not None}))
-    except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
+    except hub_errors() as e:
         raise CodeFusionError(f"could not download checkpoint {model_id} (revision {revision or 'main'}): {e}") from None
 
 

@@ -1,0 +1,161 @@
+"""The Hub path end to end, offline: publish a bundled checkpoint with `python -m codefusion.bundle --push`, then load
+it by repo id and pinned commit from the CLI and the app, each in a fresh process whose huggingface_hub talks to a
+loopback stand-in of the Hub through HF_ENDPOINT (tests/fake_hub.py). Nothing here is mocked inside the project."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codefusion.bundle import CARD, PUBLISHED
+from fake_hub import FakeHub
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO = "someone/codefusion-bash"
+PROMPT = "list all files in the current directory"
+
+
+def hub_cli(hub_endpoint: str, cache: Path, *args: str, code: str | None = None,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m ARGS` (or `python -c CODE`) with the Hub at hub_endpoint and its cache in `cache`."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_ENDPOINT": hub_endpoint,
+           "HF_HUB_CACHE": str(cache), "HF_TOKEN": "hf_loopback", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0"}
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def bundled(tiny_bash_checkpoint, data_dir, tmp_path_factory) -> Path:
+    """A tiny run bundled as the project bundles its checkpoints, with a real (3-task) test report beside it."""
+    from codefusion import bundle, evaluate
+
+    out = tmp_path_factory.mktemp("hub") / "bash"
+    assert bundle.main(["--run", str(tiny_bash_checkpoint), "--out", str(out)]) == 0
+    assert evaluate.main(["--lang", "bash", "--split", "test", "--data-dir", str(data_dir), "--checkpoint", str(out),
+                          "--limit", "3", "--steps", "2", "--out", str(out / "eval_test.json")]) == 0
+    return out
+
+
+def publish(hub: FakeHub, folder: Path, cache: Path) -> str:
+    r = hub_cli(hub.endpoint, cache, "codefusion.bundle", "--push", str(folder), "--repo-id", REPO)
+    assert r.returncode == 0, r.stderr
+    commit = r.stdout.split("at commit ")[1].split()[0]
+    assert commit == hub.repos[REPO].refs["main"]
+    return commit
+
+
+@pytest.fixture(scope="module")
+def hub(bundled, tmp_path_factory):
+    """A Hub holding REPO with two commits: `first`, the bundle as published, and `latest`, which changes its config
+    (so that loading `first` by its pinned commit is seen to serve first's files). Yields (hub, first, latest)."""
+    changed = tmp_path_factory.mktemp("changed")
+    for f in bundled.iterdir():
+        (changed / f.name).write_bytes(f.read_bytes())
+    config = json.loads((changed / "config.json").read_text())
+    (changed / "config.json").write_text(json.dumps({**config, "sentence_case_prompts": True}))
+    cache = tmp_path_factory.mktemp("publish-cache")
+    with FakeHub() as fake:
+        first = publish(fake, bundled, cache)
+        latest = publish(fake, changed, cache)
+        assert len({first, latest}) == 2
+        yield fake, first, latest
+
+
+def test_publish_uploads_the_bundle_as_it_is_with_a_model_card(bundled, hub):
+    fake, first, _ = hub
+    tree = fake.repos[REPO].commits[first]
+    local = {f: (bundled / f).read_bytes() for f in PUBLISHED if (bundled / f).is_file()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "training_summary.json", "eval_test.json"} <= set(local)
+    assert {f: tree[f] for f in local} == local   # byte for byte: 16-bit weights stay 16-bit, the reports go along
+    card = tree[CARD].decode()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "codefusion" and "bash" in meta["tags"]
+    assert f'CodeFusion.from_pretrained("{REPO}", revision="COMMIT")' in card
+    report = json.loads(local["eval_test.json"])
+    assert "Measured on the test split (first 3 tasks, 2 steps, sampling seed 0): top-1/3/5 template match" in card
+    assert f"{report['summary']['top_k']['5']:.1f}%" in card
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("model.safetensors", lambda b: b[:1000], "not a readable safetensors file"),
+    ("eval_test.json", lambda b: b[:50], "eval_test.json is not readable JSON"),
+    ("eval_test.json", lambda b: json.dumps({**json.loads(b), "summary": {}}).encode(), "is not an evaluation report"),
+], ids=["truncated weights", "report not JSON", "report without its summary"])
+def test_publish_refuses_a_broken_checkpoint_before_contacting_the_hub(bundled, tmp_path, name, damage, message):
+    from codefusion.bundle import publish
+    from codefusion.errors import CodeFusionError
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in bundled.iterdir():
+        (broken / f.name).write_bytes(damage(f.read_bytes()) if f.name == name else f.read_bytes())
+    with pytest.raises(CodeFusionError, match=message):
+        publish(broken, REPO)   # no HF_ENDPOINT here: any request would go to the real Hub (and fail offline)
+
+
+def test_publish_cli_sends_nothing_for_a_broken_checkpoint_and_says_when_the_hub_is_unreachable(bundled, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("config.json", "tokenizer.json"):
+        (broken / f).write_bytes((bundled / f).read_bytes())
+    with FakeHub() as fake:
+        r = hub_cli(fake.endpoint, tmp_path / "cache", "codefusion.bundle", "--push", str(broken), "--repo-id", REPO)
+        assert r.returncode == 2 and "has no model.safetensors" in r.stderr, r.stderr
+        assert fake.requests == [] and "Traceback" not in r.stderr
+    r = hub_cli("http://127.0.0.1:9", tmp_path / "cache", "codefusion.bundle", "--push", str(bundled), "--repo-id", REPO)
+    assert r.returncode == 2 and f"could not publish {bundled} to {REPO}: ConnectError" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_published_model_generates_by_repo_id_exactly_as_the_folder_does(bundled, hub, tmp_path):
+    fake, first, _ = hub
+    gen = ["codefusion.generate", PROMPT, "--k", "3", "--steps", "4", "--seed", "5", "--json"]
+    fake.requests.clear()
+    r = hub_cli(fake.endpoint, tmp_path / "cache", *gen, "--checkpoint", REPO, "--revision", first)
+    assert r.returncode == 0, r.stderr
+    fetched, requests = fake.downloads(), list(fake.requests)
+    fake.gated = True   # and the repo gated: it lists files but serves none to this token (on an empty cache)
+    try:
+        bad = hub_cli(fake.endpoint, tmp_path / "empty-cache", code=(
+            "from codefusion.model import CodeFusion\nfrom codefusion.errors import CodeFusionError\n"
+            f"for ref, rev in [('someone/missing', None), ('{REPO}', 'no-such-branch'), ('{REPO}', '{first}')]:\n"
+            "    try:\n        CodeFusion.from_pretrained(ref, revision=rev)\n"
+            "    except CodeFusionError as e:\n        print('refused:', str(e).replace(chr(10), ' '))\n"))
+    finally:
+        fake.gated = False
+    local = hub_cli("http://127.0.0.1:9", tmp_path / "unused", *gen, "--checkpoint", str(bundled))
+    assert local.returncode == 0, local.stderr
+    assert json.loads(r.stdout)["candidates"] == json.loads(local.stdout)["candidates"]
+    # only the safe file types were fetched, each once, all of them from the pinned commit
+    assert sorted(fetched) == sorted(f for f in PUBLISHED + (CARD,) if (bundled / f).is_file() or f == CARD)
+    assert all(f"/resolve/{first}/" in p for m, p in requests if "/resolve/" in p)
+    assert bad.returncode == 0, bad.stderr
+    lines = bad.stdout.splitlines()
+    assert lines[0].startswith("refused: could not download checkpoint someone/missing (revision main)")
+    assert lines[1].startswith(f"refused: could not download checkpoint {REPO} (revision no-such-branch)")
+    assert lines[2].startswith(f"refused: could not download checkpoint {REPO} (revision {first})")
+
+
+def test_the_app_serves_a_pinned_hub_model_with_its_measured_quality_and_restarts_from_the_cache(hub, tmp_path):
+    fake, first, _ = hub
+    app_code = (
+        "import app\n"
+        "model = app.REGISTRY.get('bash')\n"
+        "print(app.REGISTRY.describe('bash').replace('\\n', ' '))\n"
+        "frames = list(app.sample_frames('bash', 'list files', 2, 3, 0, 'ddim'))\n"
+        "print('frames', len(frames), frames[-1].final, model.config.sentence_case_prompts)\n")
+    env = {"CODEFUSION_MODEL_BASH": REPO, "CODEFUSION_REVISION_BASH": first, "CODEFUSION_LANGUAGE": "bash"}
+    r = hub_cli(fake.endpoint, tmp_path / "cache", code=app_code, env=env)
+    assert r.returncode == 0, r.stderr
+    assert REPO in r.stdout
+    assert "Measured on the test split (first 3 tasks, 2 steps, sampling seed 0)" in r.stdout
+    assert "frames 3 True False" in r.stdout   # first's config, not latest's
+    # The Hub is gone (a restart during an outage): the pinned commit loads from the cache, quality line included.
+    again = hub_cli("http://127.0.0.1:9", tmp_path / "cache", code=app_code, env=env)
+    assert again.returncode == 0, again.stderr
+    assert r.stdout.splitlines()[-2:] == again.stdout.splitlines()[-2:]
