@@ -31,11 +31,15 @@ def hub_cli(hub_endpoint: str, cache: Path, *args: str, code: str | None = None,
 
 @pytest.fixture(scope="module")
 def bundled(tiny_bash_checkpoint, data_dir, tmp_path_factory) -> Path:
-    """A tiny run bundled as the project bundles its checkpoints, with a real (3-task) test report beside it."""
+    """A tiny run bundled as the project bundles its checkpoints (16-bit weights), with a real (3-task) test report."""
+    import torch
+
     from codefusion import bundle, evaluate
+    from codefusion.model import CodeFusion
 
     out = tmp_path_factory.mktemp("hub") / "bash"
     assert bundle.main(["--run", str(tiny_bash_checkpoint), "--out", str(out)]) == 0
+    CodeFusion.from_pretrained(out).save_pretrained(out, dtype=torch.float16)   # as --save-fp16 stores them
     assert evaluate.main(["--lang", "bash", "--split", "test", "--data-dir", str(data_dir), "--checkpoint", str(out),
                           "--limit", "3", "--steps", "2", "--out", str(out / "eval_test.json")]) == 0
     return out
@@ -121,11 +125,13 @@ def test_a_published_model_generates_by_repo_id_exactly_as_the_folder_does(bundl
     fetched, requests = fake.downloads(), list(fake.requests)
     fake.gated = True   # and the repo gated: it lists files but serves none to this token (on an empty cache)
     try:
-        bad = hub_cli(fake.endpoint, tmp_path / "empty-cache", code=(
+        other = hub_cli(fake.endpoint, tmp_path / "empty-cache", code=(
             "from codefusion.model import CodeFusion\nfrom codefusion.errors import CodeFusionError\n"
             f"for ref, rev in [('someone/missing', None), ('{REPO}', 'no-such-branch'), ('{REPO}', '{first}')]:\n"
             "    try:\n        CodeFusion.from_pretrained(ref, revision=rev)\n"
-            "    except CodeFusionError as e:\n        print('refused:', str(e).replace(chr(10), ' '))\n"))
+            "    except CodeFusionError as e:\n        print('refused:', str(e).replace(chr(10), ' '))\n"
+            # the mixin's push_to_hub, for a model in memory, as the README says: full precision, no reports
+            f"CodeFusion.from_pretrained({str(bundled)!r}).push_to_hub('someone/in-memory')\n"))
     finally:
         fake.gated = False
     local = hub_cli("http://127.0.0.1:9", tmp_path / "unused", *gen, "--checkpoint", str(bundled))
@@ -134,11 +140,14 @@ def test_a_published_model_generates_by_repo_id_exactly_as_the_folder_does(bundl
     # only the safe file types were fetched, each once, all of them from the pinned commit
     assert sorted(fetched) == sorted(f for f in PUBLISHED + (CARD,) if (bundled / f).is_file() or f == CARD)
     assert all(f"/resolve/{first}/" in p for m, p in requests if "/resolve/" in p)
-    assert bad.returncode == 0, bad.stderr
-    lines = bad.stdout.splitlines()
+    assert other.returncode == 0, other.stderr
+    lines = other.stdout.splitlines()
     assert lines[0].startswith("refused: could not download checkpoint someone/missing (revision main)")
     assert lines[1].startswith(f"refused: could not download checkpoint {REPO} (revision no-such-branch)")
     assert lines[2].startswith(f"refused: could not download checkpoint {REPO} (revision {first})")
+    pushed = fake.repos["someone/in-memory"].commits[fake.repos["someone/in-memory"].refs["main"]]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(pushed) and "eval_test.json" not in pushed
+    assert len(pushed["model.safetensors"]) > 1.9 * (bundled / "model.safetensors").stat().st_size   # float32
 
 
 def test_the_app_serves_a_pinned_hub_model_with_its_measured_quality_and_restarts_from_the_cache(hub, tmp_path):
