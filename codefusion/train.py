@@ -298,6 +298,19 @@ def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, un
     return codefusion_loss(model, code, memory, pad_mask, unroll_prob=unroll_prob, prompt_ids=prompt_ids)
 
 
+class BatchLoss(torch.nn.Module):
+    """batch_loss as a module's forward. The trainer hands this to accelerate, so with several processes the loss
+    runs through DDP's wrapper, which all-reduces the gradients in backward; calling the model's parts directly,
+    as batch_loss does, bypasses it, and each process would train its own copy on its own share of the batch."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        return batch_loss(self.model, *args, **kwargs)
+
+
 @torch.no_grad()
 def validation_loss(model, data: PairData, device, batch_size: int = 64, max_examples: int = 256) -> float:
     """Fixed timesteps and noise (a forked RNG), so values are comparable across steps and runs."""
@@ -380,6 +393,8 @@ def train(args) -> Path:
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(args.seed)
     device = accelerator.device
+    if batch_size % accelerator.num_processes:
+        raise CodeFusionError(f"the batch ({batch_size}) must split evenly over the {accelerator.num_processes} processes")
     warning = emulated_precision_warning(args.mixed_precision, device) if accelerator.is_main_process else None
     if warning:
         print(warning, file=sys.stderr)
@@ -451,8 +466,8 @@ def train(args) -> Path:
     if state_dir is not None:
         load_optimizer_and_rng(optimizer, state_dir, meta, device)
         step, ema = meta["step"], load_ema(model, state_dir, meta, device)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw = accelerator.unwrap_model(model)
+    loss_fn, optimizer = accelerator.prepare(BatchLoss(model), optimizer)   # DDP-wrapped under several processes
+    raw = accelerator.unwrap_model(loss_fn).model
     total = stage_steps["pretrain"] + stage_steps["finetune"]
     log_path = out / "log.jsonl"
     args_dict = {k: v for k, v in vars(args).items()}
@@ -477,7 +492,7 @@ def train(args) -> Path:
     else:
         log({"event": "resume", "step": step})
 
-    model.train()
+    loss_fn.train()
     bar = tqdm(total=total, initial=step, disable=not accelerator.is_main_process or args.quiet, dynamic_ncols=True)
     t0, examples, last_save = time.perf_counter(), 0, step
     stop_at = min(total, args.stop_after) if args.stop_after else total
@@ -490,6 +505,10 @@ def train(args) -> Path:
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step, stage_start, stage_len, recipe, lr)
         per_proc = batch_size // accelerator.num_processes
+        if accelerator.num_processes > 1:
+            # Every process was seeded alike, so each would draw the same timesteps and noise for its share of the
+            # batch; reseeding by (seed, step, process) decorrelates them and keeps a resumed run exact.
+            torch.manual_seed(args.seed * 10**9 + step * 1000 + accelerator.process_index)
         idx = data.batch_indices(step, batch_size, args.seed + (0 if pretrain else 1))
         idx = idx[accelerator.process_index * per_proc:(accelerator.process_index + 1) * per_proc]
         batch = None
@@ -498,11 +517,11 @@ def train(args) -> Path:
                                        random.Random(f"{args.seed}:{step}"))
             batch = (prompts, encode_codes(tokenizer, codes, config.code_len)[0])
         with accelerator.autocast():
-            terms = batch_loss(raw, data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], unroll_prob=args.unroll,
-                               batch=batch)
+            terms = loss_fn(data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], unroll_prob=args.unroll,
+                            batch=batch)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(terms.total)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        accelerator.clip_grad_norm_(loss_fn.parameters(), 1.0)
         optimizer.step()
         if ema is not None:
             ema.step(raw.parameters())
@@ -637,7 +656,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def run():
-        print(f"saved checkpoint to {train(args)}")
+        from accelerate import PartialState
+
+        out = train(args)
+        if PartialState().is_main_process:   # once, not once per process
+            print(f"saved checkpoint to {out}")
 
     return run_cli(run)
 

@@ -16,7 +16,7 @@ from codefusion.loss import codefusion_loss
 from codefusion.model import CodeFusion
 from codefusion.pretraining import MASK, code_spans, mask_code, noise_memory
 
-from conftest import train_tiny
+from conftest import ROOT, train_tiny
 
 
 # --- noise schedule --------------------------------------------------------------------------------
@@ -442,6 +442,42 @@ def test_resumed_run_repeats_the_uninterrupted_losses(data_dir, tmp_path):
     assert json.loads((part / "state" / "trainer_state.json").read_text())["step"] == 8
     assert main(base + ["--max-steps", "16", "--resume"]) == 0
     assert losses(part / "log.jsonl") == pytest.approx(losses(full / "log.jsonl"), rel=1e-5)
+
+
+DDP_DRIVER = """
+import os, sys
+from torch.optim.optimizer import register_optimizer_step_post_hook
+sums = []
+register_optimizer_step_post_hook(lambda opt, args, kwargs: sums.append(
+    repr(sum(float(p.detach().double().sum()) for g in opt.param_groups for p in g["params"]))))
+from codefusion.train import main
+rc = main(sys.argv[1:])
+print("rank", os.environ["RANK"], "rc", rc, "weights after each step", sums, flush=True)
+"""
+
+
+def test_two_processes_train_one_model(data_dir, tmp_path):
+    """`accelerate launch`/torchrun with several processes (here two on the CPU, over gloo): each takes half of every
+    batch and DDP averages the gradients, so both hold the same weights after every step. (The loss used to bypass
+    DDP's wrapper: the two copies drifted apart from the first step and only rank 0's half-trained one was saved.)"""
+    import os
+    import subprocess
+    import sys
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(DDP_DRIVER)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(driver),
+                        "--lang", "bash", "--preset", "tiny", "--max-steps", "4", "--data-dir", str(data_dir),
+                        "--out", str(out), "--quiet", "--snippet-limit", "500", "--eval-every", "1000", "--cpu"],
+                       capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = {line.split()[1]: line.split("weights after each step")[1] for line in r.stdout.splitlines()
+             if line.startswith("rank ")}
+    assert set(ranks) == {"0", "1"} and ranks["0"] == ranks["1"], ranks
+    assert len(eval(ranks["0"])) == 4 and r.stdout.count("saved checkpoint to") == 1
+    assert CodeFusion.from_pretrained(out).config.language == "bash"
 
 
 def test_ema_exports_the_stage_average_and_resumes_exactly(data_dir, tmp_path, capsys):
