@@ -3,12 +3,15 @@ publish a bundled checkpoint as a Hugging Face Hub model repo.
 
     python -m codefusion.bundle --run runs/cf --out checkpoints/cf
     python -m codefusion.bundle --push checkpoints/cf --repo-id YOU/codefusion-cf [--private]
+    python -m codefusion.bundle --space --repo-id YOU/codefusion [--private]
 
 The optimizer state and the per-step log stay behind; `training_summary.json` keeps what a reader needs
 (config, parameter counts, plan, final and validation losses, time, throughput, the exact command).
 --push uploads the folder's files as they are (16-bit weights stay 16-bit; the run summary and the test report
 go along, so the app can show the measured quality of a Hub model too) with a model card, in one commit, and prints
-that commit: pin it (CODEFUSION_REVISION_<LANG>) so a Space serves exactly what was checked.
+that commit: pin it (CODEFUSION_REVISION_<LANG>) so a Space serves exactly what was checked. --space uploads what the
+demo runs from (space_files) to a Gradio Space, large files through the Hub's large-file storage (a plain `git push`
+of this repository is refused: its weights and images are binary files outside LFS).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from codefusion.errors import CodeFusionError
 
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SUMMARY, EVAL_REPORT, CARD = "training_summary.json", "eval_test.json", "README.md"
+ROOT = Path(__file__).resolve().parent.parent   # the project's folder: what --space deploys
 PUBLISHED = MODEL_FILES + (SUMMARY, EVAL_REPORT)
 
 
@@ -117,29 +121,66 @@ def model_card(folder: Path, repo_id: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish(folder, repo_id: str, *, private: bool = False, token: str | None = None,
-            message: str | None = None) -> str:
-    """Upload a checkpoint folder (PUBLISHED files and a model card) to a Hub model repo in one commit; returns
-    that commit's id. The folder must load first: a broken checkpoint is refused before anything is sent."""
+def _commit(repo_id: str, files: dict[str, str | bytes], *, repo_type: str | None = None, private: bool = False,
+            token: str | None = None, message: str, what: str) -> str:
+    """Create the repo if needed (a Space as a Gradio one) and add `files` (path in repo -> local path or bytes) in
+    one commit; returns the commit id. Network and Hub failures become a CodeFusionError naming `what`."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     from codefusion.errors import hub_errors
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
+                        space_sdk="gradio" if repo_type == "space" else None)
+        ops = [CommitOperationAdd(path, src) for path, src in files.items()]
+        return api.create_commit(repo_id, ops, repo_type=repo_type, commit_message=message).oid
+    except (*hub_errors(), ValueError) as e:   # ValueError: the Hub refused a card's metadata, or a bad repo id
+        raise CodeFusionError(f"could not publish {what} to {repo_id}: {type(e).__name__}: {e}") from None
+
+
+def publish(folder, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+    """Upload a checkpoint folder (PUBLISHED files and a model card) to a Hub model repo in one commit; returns
+    that commit's id. The folder must load first: a broken checkpoint is refused before anything is sent."""
     from codefusion.model import load_folder
 
     folder = Path(folder)
     if not folder.is_dir():
         raise CodeFusionError(f"no checkpoint folder at {folder}")
     load_folder(folder)   # raises CodeFusionError on a missing or inconsistent file
-    files = [f for f in PUBLISHED if (folder / f).is_file()]
-    ops = [CommitOperationAdd(f, str(folder / f)) for f in files]
-    ops.append(CommitOperationAdd(CARD, model_card(folder, repo_id).encode("utf-8")))
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.create_commit(repo_id, ops, commit_message=message or f"Upload {folder.name} checkpoint")
-    except (*hub_errors(), ValueError) as e:   # ValueError: the Hub refused the card's metadata
-        raise CodeFusionError(f"could not publish {folder} to {repo_id}: {type(e).__name__}: {e}") from None
-    return info.oid
+    files = {f: str(folder / f) for f in PUBLISHED if (folder / f).is_file()}
+    files[CARD] = model_card(folder, repo_id).encode("utf-8")
+    return _commit(repo_id, files, private=private, token=token, message=f"Upload {folder.name} checkpoint",
+                   what=str(folder))
+
+
+def space_files(root) -> list[str]:
+    """What a Space runs the demo from, relative to the project's root: app.py, the package, the bundled
+    checkpoints (PUBLISHED files only), the README (its front matter is the Space's config) with its images, and
+    requirements.txt. Not the results, the tests or anything untracked such as a virtual environment or runs/."""
+    root = Path(root)
+    patterns = ["app.py", "requirements.txt", "README.md", "codefusion/*.py", "assets/*",
+                *(f"checkpoints/*/{f}" for f in PUBLISHED)]
+    return sorted({p.relative_to(root).as_posix() for pat in patterns for p in root.glob(pat) if p.is_file()})
+
+
+def deploy_space(root, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+    """Upload the demo (space_files) to a Gradio Space in one commit; returns the commit id. Every bundled
+    checkpoint must load first, and the README must carry the Space's front matter."""
+    from codefusion.model import load_folder
+
+    root = Path(root)
+    readme = (root / "README.md").read_text(encoding="utf-8") if (root / "README.md").is_file() else ""
+    if not (root / "app.py").is_file() or not readme.startswith("---\n") or "sdk: gradio" not in readme.split("\n---", 2)[0]:
+        raise CodeFusionError(f"{root} is not the project's folder: it needs app.py and a README.md whose front matter "
+                              "says sdk: gradio")
+    checkpoints = sorted(p.parent for p in root.glob("checkpoints/*/config.json"))
+    if not checkpoints:
+        raise CodeFusionError(f"no bundled checkpoints under {root / 'checkpoints'}: the Space would have no model")
+    for folder in checkpoints:
+        load_folder(folder)
+    return _commit(repo_id, {f: str(root / f) for f in space_files(root)}, repo_type="space", private=private,
+                   token=token, message="Deploy the CodeFusion demo", what=f"the demo in {root}")
 
 
 def main(argv=None) -> int:
@@ -147,23 +188,32 @@ def main(argv=None) -> int:
     p.add_argument("--run", help="a finished training output folder")
     p.add_argument("--out", help="the bundled checkpoint folder (replaced)")
     p.add_argument("--push", metavar="CKPT", help="publish this checkpoint folder to the Hub instead (needs --repo-id)")
-    p.add_argument("--repo-id", help="with --push: the Hub model repo, e.g. YOU/codefusion-cf (created if missing)")
-    p.add_argument("--private", action="store_true", help="with --push: create the repo private")
+    p.add_argument("--space", action="store_true",
+                   help="deploy the demo (app, package, bundled checkpoints) to a Gradio Space instead (needs --repo-id)")
+    p.add_argument("--repo-id", help="with --push: the model repo, e.g. YOU/codefusion-cf; with --space: the Space, e.g. "
+                   "YOU/codefusion (created if missing)")
+    p.add_argument("--private", action="store_true", help="with --push or --space: create the repo private")
     p.add_argument("--command", default=None, help="the training command to record (default: from the run's args)")
     p.add_argument("--sentence-case-prompts", action="store_true",
                    help="sample with each prompt's first letter upper-cased, as the trainer's flag of that name does "
                         "(for a model trained on sentence-case prompts)")
     args = p.parse_args(argv)
-    if args.push:
-        if not args.repo_id or args.run or args.out:
-            p.error("--push CKPT takes --repo-id (and --private), not --run or --out")
+    if args.push or args.space:
+        if not args.repo_id or args.run or args.out or (args.push and args.space):
+            p.error("--push CKPT or --space takes --repo-id (and --private), not --run or --out")
         try:
-            commit = publish(args.push, args.repo_id, private=args.private)
+            if args.space:
+                commit = deploy_space(ROOT, args.repo_id, private=args.private)
+            else:
+                commit = publish(args.push, args.repo_id, private=args.private)
         except CodeFusionError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        print(f"published {args.push} -> {args.repo_id} at commit {commit}\n"
-              f"serve exactly this: CODEFUSION_MODEL_...={args.repo_id} CODEFUSION_REVISION_...={commit}")
+        if args.space:
+            print(f"deployed {ROOT} -> Space {args.repo_id} at commit {commit}")
+        else:
+            print(f"published {args.push} -> {args.repo_id} at commit {commit}\n"
+                  f"serve exactly this: CODEFUSION_MODEL_...={args.repo_id} CODEFUSION_REVISION_...={commit}")
         return 0
     if not (args.run and args.out):
         p.error("give --run RUN --out CKPT to bundle a run, or --push CKPT --repo-id REPO to publish a checkpoint")

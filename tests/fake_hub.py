@@ -1,16 +1,22 @@
-"""A loopback stand-in for the Hugging Face Hub's HTTP API: enough of it for huggingface_hub to create a model repo,
-commit files to it (create_commit, which upload_folder and push_to_hub use too) and download them again
+"""A loopback stand-in for the Hugging Face Hub's HTTP API: enough of it for huggingface_hub to create a model or Space
+repo, commit files to it (create_commit, which upload_folder and push_to_hub use too) and download them again
 (snapshot_download, hf_hub_download), so the project's real Hub code runs offline against
 `HF_ENDPOINT=http://127.0.0.1:PORT`.
 
 Repos live in memory: every commit is a new immutable snapshot named by a 40-hex sha, `main` points at the newest.
-Errors carry the Hub's `X-Error-Code` header (RepoNotFound, RevisionNotFound, EntryNotFound), which the client turns
-into its own exception types. Every request is logged (method, path) for tests to inspect.
+Errors carry the Hub's `X-Error-Code` header (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo), which the
+client turns into its own exception types. Every request is logged (method, path) for tests to inspect.
+
+Large files follow the Hub's rule: a file that the repo's .gitattributes sends to LFS (as a new repo's does for
+*.safetensors, *.png, ...), that is binary, or that is over 10 MiB must go through the LFS batch API; a commit that
+carries one inline is refused, as the Hub refuses such a push. Xet storage is not imitated: clients run with
+HF_HUB_DISABLE_XET=1, which makes huggingface_hub use the LFS protocol (the Hub still accepts it).
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
 import re
@@ -19,36 +25,55 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+KIND = r"(?P<kind>models|spaces)"
 REPO = r"(?P<repo>[^/]+/[^/]+)"
 REV = r"(?P<rev>[^/]+)"
+MAX_INLINE = 10 * 1024 * 1024
+NEW_REPO_GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
 
 
 def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def _binary(sample: bytes) -> bool:
+    return b"\0" in sample
+
+
 @dataclass
 class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)   # sha -> {path: content}
+    lfs: dict[str, set[str]] = field(default_factory=dict)               # sha -> paths stored in LFS
     refs: dict[str, str] = field(default_factory=dict)                   # branch -> sha
 
     def resolve(self, rev: str) -> str | None:
         rev = unquote(rev)
         return self.refs.get(rev) or (rev if rev in self.commits else None)
 
-    def commit(self, files: dict[str, bytes], deleted=(), branch: str = "main") -> str:
-        parent = self.commits.get(self.refs.get(branch, ""), {})
+    def lfs_patterns(self, rev: str = "main") -> list[str]:
+        attrs = self.commits.get(self.resolve(rev) or "", {}).get(".gitattributes", b"").decode()
+        return [line.split()[0] for line in attrs.splitlines() if "filter=lfs" in line]
+
+    def needs_lfs(self, path: str, size: int, sample: bytes, rev: str = "main") -> bool:
+        return (any(fnmatch.fnmatch(path.rsplit("/", 1)[-1], p) for p in self.lfs_patterns(rev))
+                or size > MAX_INLINE or _binary(sample))
+
+    def commit(self, files: dict[str, bytes], deleted=(), branch: str = "main", lfs=()) -> str:
+        parent_sha = self.refs.get(branch, "")
+        parent = self.commits.get(parent_sha, {})
         tree = {p: d for p, d in parent.items() if p not in deleted} | files
         sha = hashlib.sha1(json.dumps(sorted((p, git_blob_id(d)) for p, d in tree.items())).encode()
                            + str(len(self.commits)).encode()).hexdigest()
         self.commits[sha] = tree
+        self.lfs[sha] = (self.lfs.get(parent_sha, set()) - set(files) - set(deleted)) | set(lfs)
         self.refs[branch] = sha
         return sha
 
 
 class FakeHub:
     def __init__(self):
-        self.repos: dict[str, Repo] = {}
+        self.repos: dict[str, Repo] = {}        # "user/name" for models, "spaces/user/name" for Spaces
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content, as uploaded through the LFS batch API
         self.requests: list[tuple[str, str]] = []
         self.gated = False   # refuse file downloads as the Hub does for a gated repo the token may not read
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -67,6 +92,10 @@ class FakeHub:
         """Paths of the files fetched with GET (resolve URLs), in order."""
         return [p.split("/resolve/", 1)[1].split("/", 1)[1] for m, p in self.requests if m == "GET" and "/resolve/" in p]
 
+    def tree(self, key: str, rev: str = "main") -> dict[str, bytes]:
+        repo = self.repos[key]
+        return repo.commits[repo.resolve(rev)]
+
     # ------------------------------------------------------------------ routes
     def _handler(self):
         hub = self
@@ -80,15 +109,20 @@ class FakeHub:
             def _route(self, method: str) -> None:
                 path = urlsplit(self.path).path
                 hub.requests.append((method, path))
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else b""
+                body = (self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                        if method in ("POST", "PUT") else b"")
                 for methods, pattern, fn in ROUTES:
                     if method in methods and (m := re.fullmatch(pattern, path)):
-                        return fn(self, hub, body=body, head=method == "HEAD", **m.groupdict())
+                        args = m.groupdict()
+                        if "repo" in args:   # models are keyed by their id, Spaces as spaces/id
+                            args["repo"] = ("spaces/" if args.pop("kind", "models") == "spaces" else "") + args["repo"]
+                        return fn(self, hub, body=body, head=method == "HEAD", **args)
                 self.reply(404, {"error": f"no route for {method} {path}"}, code="EntryNotFound")
 
             do_GET = lambda self: self._route("GET")     # noqa: E731
             do_HEAD = lambda self: self._route("HEAD")   # noqa: E731
             do_POST = lambda self: self._route("POST")   # noqa: E731
+            do_PUT = lambda self: self._route("PUT")     # noqa: E731
 
             def reply(self, status: int, payload=None, *, data: bytes | None = None, headers=None, code=None,
                       head: bool = False) -> None:
@@ -129,15 +163,18 @@ def _commit_or_404(h, hub: FakeHub, repo: str, rev: str) -> tuple[str, dict[str,
 def post_create(h, hub: FakeHub, body: bytes, **_):
     req = json.loads(body)
     repo = f"{req.get('organization') or 'user'}/{req['name']}"
-    if repo in hub.repos:
-        return h.reply(409, {"error": "You already created this model repo", "url": f"{hub.endpoint}/{repo}"})
-    hub.repos[repo] = Repo()
-    hub.repos[repo].commit({".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"})
-    h.reply(200, {"url": f"{hub.endpoint}/{repo}", "name": repo, "id": repo})
+    if req.get("type") == "space" and req.get("sdk") not in ("gradio", "streamlit", "docker", "static"):
+        return h.reply(400, {"error": "A Space needs an SDK"})
+    key = ("spaces/" if req.get("type") == "space" else "") + repo
+    if key in hub.repos:
+        return h.reply(409, {"error": "You already created this repo", "url": f"{hub.endpoint}/{key}"})
+    hub.repos[key] = Repo()
+    hub.repos[key].commit({".gitattributes": NEW_REPO_GITATTRIBUTES})
+    h.reply(200, {"url": f"{hub.endpoint}/{key}", "name": repo, "id": repo})
 
 
 def post_validate_yaml(h, hub: FakeHub, body: bytes, **_):
-    """The model card's front matter must be a YAML mapping (the Hub refuses a commit whose README.md's is not)."""
+    """The card's front matter must be a YAML mapping (the Hub refuses a commit whose README.md's is not)."""
     import yaml
 
     content = json.loads(body)["content"]
@@ -156,15 +193,20 @@ def get_info(h, hub: FakeHub, repo: str, rev: str = "main", **_):
     found = _commit_or_404(h, hub, repo, rev)
     if found:
         sha, tree = found
-        h.reply(200, {"id": repo, "modelId": repo, "sha": sha, "private": False, "tags": [], "downloads": 0,
+        name = repo.removeprefix("spaces/")
+        h.reply(200, {"id": name, "modelId": name, "sha": sha, "private": False, "tags": [], "downloads": 0,
                       "likes": 0, "siblings": [{"rfilename": p} for p in sorted(tree)]})
 
 
 def get_tree(h, hub: FakeHub, repo: str, rev: str, **_):
     found = _commit_or_404(h, hub, repo, rev)
     if found:
+        sha, tree = found
+        lfs = hub.repos[repo].lfs[sha]
         h.reply(200, [{"type": "file", "oid": git_blob_id(d), "size": len(d), "path": p}
-                      for p, d in sorted(found[1].items())])
+                      | ({"lfs": {"oid": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": 134}}
+                         if p in lfs else {})
+                      for p, d in sorted(tree.items())])
 
 
 def get_resolve(h, hub: FakeHub, repo: str, rev: str, file: str, head: bool = False, **_):
@@ -172,47 +214,83 @@ def get_resolve(h, hub: FakeHub, repo: str, rev: str, file: str, head: bool = Fa
     if not found:
         return
     if hub.gated:
-        return h.reply(403, {"error": f"Access to model {repo} is restricted"}, code="GatedRepo", head=head)
+        return h.reply(403, {"error": f"Access to {repo} is restricted"}, code="GatedRepo", head=head)
     sha, tree = found
     file = unquote(file)
     if file not in tree:
         return h.reply(404, {"error": f"Entry not found: {file}"}, code="EntryNotFound", head=head,
                        headers={"X-Repo-Commit": sha})
     data = tree[file]
-    h.reply(200, data=data, head=head, headers={"X-Repo-Commit": sha, "ETag": f'"{git_blob_id(data)}"'})
-
+    headers = {"X-Repo-Commit": sha, "ETag": f'"{git_blob_id(data)}"'}
+    if file in hub.repos[repo].lfs[sha]:   # the Hub names an LFS file by its sha256
+        headers |= {"X-Linked-Etag": f'"{hashlib.sha256(data).hexdigest()}"', "X-Linked-Size": str(len(data))}
+    h.reply(200, data=data, head=head, headers=headers)
 
 
 def post_preupload(h, hub: FakeHub, repo: str, rev: str, body: bytes, **_):
     if _commit_or_404(h, hub, repo, rev):
-        # "regular": every file travels base64-encoded inside the commit (no LFS or Xet storage to fake)
+        r = hub.repos[repo]
         files = json.loads(body)["files"]
-        h.reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+        h.reply(200, {"files": [{"path": f["path"], "shouldIgnore": False,
+                                 "uploadMode": "lfs" if r.needs_lfs(f["path"], f["size"], base64.b64decode(f["sample"]),
+                                                                    rev) else "regular"}
+                                for f in files]})
+
+
+def post_lfs_batch(h, hub: FakeHub, repo: str, body: bytes, **_):
+    if _repo_or_404(h, hub, repo) is None:
+        return
+    req = json.loads(body)
+    if req.get("operation") != "upload" or "basic" not in req.get("transfers", ["basic"]):
+        return h.reply(422, {"message": "this fake Hub takes basic LFS uploads only"})
+    objects = [{"oid": o["oid"], "size": o["size"], "authenticated": True}
+               | ({} if o["oid"] in hub.lfs_objects else
+                  {"actions": {"upload": {"href": f"{hub.endpoint}/lfs-upload/{o['oid']}", "header": {}}}})
+               for o in req["objects"]]
+    h.reply(200, {"transfer": "basic", "objects": objects})
+
+
+def put_lfs_object(h, hub: FakeHub, oid: str, body: bytes, **_):
+    if hashlib.sha256(body).hexdigest() != oid:
+        return h.reply(400, {"error": "content does not match its sha256"})
+    hub.lfs_objects[oid] = body
+    h.reply(200, {})
 
 
 def post_commit(h, hub: FakeHub, repo: str, rev: str, body: bytes, **_):
     if not _commit_or_404(h, hub, repo, rev):
         return
-    files, deleted = {}, set()
+    r = hub.repos[repo]
+    files, deleted, lfs = {}, set(), set()
     for line in body.decode().splitlines():
         op = json.loads(line)
         if op["key"] == "file":
-            files[op["value"]["path"]] = base64.b64decode(op["value"]["content"])
+            data = base64.b64decode(op["value"]["content"])
+            if r.needs_lfs(op["value"]["path"], len(data), data[:512], rev):
+                return h.reply(400, {"error": "Your push was rejected because it contains binary files or files "
+                                              f"larger than 10 MiB: {op['value']['path']}. Please use LFS."})
+            files[op["value"]["path"]] = data
+        elif op["key"] == "lfsFile":
+            oid = op["value"]["oid"]
+            if oid not in hub.lfs_objects:
+                return h.reply(400, {"error": f"LFS object {oid} was never uploaded"})
+            files[op["value"]["path"]] = hub.lfs_objects[oid]
+            lfs.add(op["value"]["path"])
         elif op["key"] in ("deletedFile", "deletedFolder"):
             deleted.add(op["value"]["path"])
-        elif op["key"] == "lfsFile":
-            return h.reply(400, {"error": "this fake Hub takes regular uploads only"})
-    sha = hub.repos[repo].commit(files, deleted, branch=unquote(rev))
+    sha = r.commit(files, deleted, branch=unquote(rev), lfs=lfs)
     h.reply(200, {"commitUrl": f"{hub.endpoint}/{repo}/commit/{sha}", "commitOid": sha, "pullRequestUrl": None})
 
 
 ROUTES = [
     ({"POST"}, r"/api/repos/create", post_create),
     ({"POST"}, r"/api/validate-yaml", post_validate_yaml),
-    ({"GET"}, rf"/api/models/{REPO}", get_info),
-    ({"GET"}, rf"/api/models/{REPO}/revision/{REV}", get_info),
-    ({"GET"}, rf"/api/models/{REPO}/tree/{REV}(?:/.*)?", get_tree),
-    ({"POST"}, rf"/api/models/{REPO}/preupload/{REV}", post_preupload),
-    ({"POST"}, rf"/api/models/{REPO}/commit/{REV}", post_commit),
-    ({"GET", "HEAD"}, rf"/{REPO}/resolve/{REV}/(?P<file>.+)", get_resolve),
+    ({"GET"}, rf"/api/{KIND}/{REPO}", get_info),
+    ({"GET"}, rf"/api/{KIND}/{REPO}/revision/{REV}", get_info),
+    ({"GET"}, rf"/api/{KIND}/{REPO}/tree/{REV}(?:/.*)?", get_tree),
+    ({"POST"}, rf"/api/{KIND}/{REPO}/preupload/{REV}", post_preupload),
+    ({"POST"}, rf"/api/{KIND}/{REPO}/commit/{REV}", post_commit),
+    ({"POST"}, rf"/(?:(?P<kind>spaces)/)?{REPO}\.git/info/lfs/objects/batch", post_lfs_batch),
+    ({"PUT"}, r"/lfs-upload/(?P<oid>[0-9a-f]{64})", put_lfs_object),
+    ({"GET", "HEAD"}, rf"/(?:(?P<kind>spaces)/)?{REPO}/resolve/{REV}/(?P<file>.+)", get_resolve),
 ]

@@ -4,6 +4,7 @@ loopback stand-in of the Hub through HF_ENDPOINT (tests/fake_hub.py). Nothing he
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def hub_cli(hub_endpoint: str, cache: Path, *args: str, code: str | None = None,
     """`python -m ARGS` (or `python -c CODE`) with the Hub at hub_endpoint and its cache in `cache`."""
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_ENDPOINT": hub_endpoint,
            "HF_HUB_CACHE": str(cache), "HF_TOKEN": "hf_loopback", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0"}
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"}
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
 
@@ -76,6 +77,7 @@ def test_publish_uploads_the_bundle_as_it_is_with_a_model_card(bundled, hub):
     local = {f: (bundled / f).read_bytes() for f in PUBLISHED if (bundled / f).is_file()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "training_summary.json", "eval_test.json"} <= set(local)
     assert {f: tree[f] for f in local} == local   # byte for byte: 16-bit weights stay 16-bit, the reports go along
+    assert fake.repos[REPO].lfs[first] == {"model.safetensors"}   # the weights through the LFS API, as the Hub wants
     card = tree[CARD].decode()
     meta = yaml.safe_load(card.split("---\n")[1])
     assert meta["library_name"] == "codefusion" and "bash" in meta["tags"]
@@ -168,3 +170,53 @@ def test_the_app_serves_a_pinned_hub_model_with_its_measured_quality_and_restart
     again = hub_cli("http://127.0.0.1:9", tmp_path / "cache", code=app_code, env=env)
     assert again.returncode == 0, again.stderr
     assert r.stdout.splitlines()[-2:] == again.stdout.splitlines()[-2:]
+
+
+def test_space_deploy_uploads_what_the_demo_runs_from_and_the_space_runs_it(tmp_path):
+    """`python -m codefusion.bundle --space`: the Space gets the app, the package, the bundled checkpoints (weights
+    through LFS) and the README with its front matter, nothing else; that tree alone, copied out, serves all three
+    languages (it has no tests, results or data beside it, as on Spaces)."""
+    from codefusion.bundle import space_files
+
+    with FakeHub() as fake:
+        r = hub_cli(fake.endpoint, tmp_path / "cache", "codefusion.bundle", "--space", "--repo-id", "someone/demo")
+        assert r.returncode == 0, r.stderr
+        commit = r.stdout.split("at commit ")[1].split()[0]
+        tree, lfs = fake.tree("spaces/someone/demo"), fake.repos["spaces/someone/demo"].lfs[commit]
+    assert set(tree) == set(space_files(ROOT)) | {".gitattributes"}
+    assert {f for f in tree if f.endswith((".safetensors", ".png"))} == lfs
+    assert not any(f.startswith(("results/", "tests/", ".ci/", ".venv", "runs/")) for f in tree)
+    assert all(tree[f] == (ROOT / f).read_bytes() for f in tree if f != ".gitattributes")
+    readme = tree["README.md"].decode()
+    meta = yaml.safe_load(readme.split("---\n")[1])
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+    files, megabytes = re.search(r"uploads what the demo runs from, (\d+) files and (\d+) MB", readme).groups()
+    assert (int(files), int(megabytes)) == (len(tree) - 1, round(sum(map(len, tree.values())) / 1e6)), "README"
+    space = tmp_path / "space"
+    for f, data in tree.items():
+        (space / f).parent.mkdir(parents=True, exist_ok=True)
+        (space / f).write_bytes(data)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEFUSION_")}
+    env |= {"PYTHONPATH": str(space), "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    code = ("import app, codefusion\n"
+            "print(app.ROOT, app.REGISTRY.sources['cf'].ref, codefusion.__file__)\n"
+            "for lang in ('cf', 'bash', 'python'):\n"
+            "    frames = list(app.sample_frames(lang, app.EXAMPLES[lang][0].prompt, 2, 3, 0, 'ddim'))\n"
+            "    print(lang, len(frames), frames[-1].final)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, cwd=space)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"{space} {space / 'checkpoints' / 'cf'} {space / 'codefusion' / '__init__.py'}"
+    assert lines[1:4] == [f"{lang} 3 True" for lang in ("cf", "bash", "python")]
+
+
+def test_space_deploy_refuses_a_folder_it_cannot_serve_before_contacting_the_hub(tmp_path):
+    from codefusion.bundle import deploy_space
+    from codefusion.errors import CodeFusionError
+
+    with pytest.raises(CodeFusionError, match="is not the project's folder"):
+        deploy_space(tmp_path, "someone/demo")
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    (tmp_path / "README.md").write_text("---\ntitle: x\nsdk: gradio\napp_file: app.py\n---\n# x\n")
+    with pytest.raises(CodeFusionError, match="no bundled checkpoints"):
+        deploy_space(tmp_path, "someone/demo")
