@@ -210,13 +210,17 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         if args.space:
-            print(f"deployed {ROOT} -> Space {args.repo_id} at commit {commit}")
+            from huggingface_hub import constants
+
+            print(f"deployed {ROOT} -> {constants.ENDPOINT}/spaces/{args.repo_id} at commit {commit}")
         else:
+            lang = json.loads((Path(args.push) / "config.json").read_text())["language"].upper()
             print(f"published {args.push} -> {args.repo_id} at commit {commit}\n"
-                  f"serve exactly this: CODEFUSION_MODEL_...={args.repo_id} CODEFUSION_REVISION_...={commit}")
+                  f"serve exactly this: CODEFUSION_MODEL_{lang}={args.repo_id} CODEFUSION_REVISION_{lang}={commit}")
         return 0
     if not (args.run and args.out):
-        p.error("give --run RUN --out CKPT to bundle a run, or --push CKPT --repo-id REPO to publish a checkpoint")
+        p.error("give --run RUN --out CKPT to bundle a run, --push CKPT --repo-id REPO to publish a checkpoint, "
+                "or --space --repo-id REPO to deploy the demo")
     run, out = Path(args.run), Path(args.out)
     try:
         summary = summarize_log(run / "log.jsonl")

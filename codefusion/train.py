@@ -505,16 +505,17 @@ def train(args) -> Path:
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step, stage_start, stage_len, recipe, lr)
         per_proc = batch_size // accelerator.num_processes
-        if accelerator.num_processes > 1:
-            # Every process was seeded alike, so each would draw the same timesteps and noise for its share of the
-            # batch; reseeding by (seed, step, process) decorrelates them and keeps a resumed run exact.
+        rank = f":{accelerator.process_index}" if accelerator.num_processes > 1 else ""
+        if rank:
+            # Every process was seeded alike, so each would draw the same timesteps and noise (and fresh literals)
+            # for its share of the batch; reseeding by (seed, step, process) decorrelates them, resumably.
             torch.manual_seed(args.seed * 10**9 + step * 1000 + accelerator.process_index)
         idx = data.batch_indices(step, batch_size, args.seed + (0 if pretrain else 1))
         idx = idx[accelerator.process_index * per_proc:(accelerator.process_index + 1) * per_proc]
         batch = None
         if augmenter is not None and not pretrain:   # seeded by (seed, step): a resumed run repeats it
             prompts, codes = augmenter([data.prompts[i] for i in idx], [data.codes[i] for i in idx],
-                                       random.Random(f"{args.seed}:{step}"))
+                                       random.Random(f"{args.seed}:{step}{rank}"))
             batch = (prompts, encode_codes(tokenizer, codes, config.code_len)[0])
         with accelerator.autocast():
             terms = loss_fn(data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], unroll_prob=args.unroll,

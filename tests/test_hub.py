@@ -51,6 +51,7 @@ def publish(hub: FakeHub, folder: Path, cache: Path) -> str:
     assert r.returncode == 0, r.stderr
     commit = r.stdout.split("at commit ")[1].split()[0]
     assert commit == hub.repos[REPO].refs["main"]
+    assert f"CODEFUSION_MODEL_BASH={REPO} CODEFUSION_REVISION_BASH={commit}" in r.stdout
     return commit
 
 
@@ -182,6 +183,7 @@ def test_space_deploy_uploads_what_the_demo_runs_from_and_the_space_runs_it(tmp_
         r = hub_cli(fake.endpoint, tmp_path / "cache", "codefusion.bundle", "--space", "--repo-id", "someone/demo")
         assert r.returncode == 0, r.stderr
         commit = r.stdout.split("at commit ")[1].split()[0]
+        assert f"-> {fake.endpoint}/spaces/someone/demo at commit" in r.stdout
         tree, lfs = fake.tree("spaces/someone/demo"), fake.repos["spaces/someone/demo"].lfs[commit]
     assert set(tree) == set(space_files(ROOT)) | {".gitattributes"}
     assert {f for f in tree if f.endswith((".safetensors", ".png"))} == lfs
