@@ -239,7 +239,7 @@ def emulated_precision_warning(mixed_precision: str | None, device: torch.device
     return (f"warning: --mixed-precision {mixed_precision}: this CPU has no {name} arithmetic, so torch emulates it "
             f"(a matrix product takes {ratio:.0f}x as long as in float32) and this run will be slower than in float32 "
             f"(an AVX2 host: 52x per product, 7.4x per Bash step). Leave out --mixed-precision to train in float32: "
-            f"the bundled recipes' float32 runs matched their {name} ones on the validation split (README: Speed).")
+            f"the bundled recipes' float32 runs matched their bfloat16 ones on the validation split (README: Speed).")
 
 
 # --- the loop --------------------------------------------------------------------------------------

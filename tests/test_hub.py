@@ -222,3 +222,41 @@ def test_space_deploy_refuses_a_folder_it_cannot_serve_before_contacting_the_hub
     (tmp_path / "README.md").write_text("---\ntitle: x\nsdk: gradio\napp_file: app.py\n---\n# x\n")
     with pytest.raises(CodeFusionError, match="no bundled checkpoints"):
         deploy_space(tmp_path, "someone/demo")
+
+
+def test_training_starts_e_from_a_hub_encoder_pinned_by_revision(data_dir, tmp_path):
+    """`--encoder Salesforce/codet5-small --encoder-revision SHA` where the Hub is reachable: transformers fetches the
+    T5 encoder and its tokenizer by repo id at that commit, and E starts from those weights. Here the repo holds a
+    tiny T5 encoder of CodeT5's layout; a repo that does not exist ends in one error line."""
+    import torch
+    from transformers import T5EncoderModel
+
+    from codefusion.config import preset
+    from codefusion.model import CodeFusion, build_encoder
+    from codefusion.tokenization import train_bpe_tokenizer
+    from fake_hub import Repo
+
+    snap = tmp_path / "codet5-like"
+    tok = train_bpe_tokenizer(["find . -name x", "list all files", "ls -la"] * 50, vocab_size=300)
+    torch.manual_seed(0)
+    build_encoder(preset("tiny", "bash", vocab_size=len(tok), encoder_width=48, encoder_heads=2)).save_pretrained(snap)
+    tok.save_pretrained(snap)
+    train = ["codefusion.train", "--lang", "bash", "--preset", "tiny", "--max-steps", "2", "--data-dir", str(data_dir),
+             "--quiet", "--snippet-limit", "500", "--eval-every", "1000"]
+    with FakeHub() as fake:
+        repo = fake.repos["Salesforce/codet5-small"] = Repo()
+        sha = repo.commit({p.name: p.read_bytes() for p in snap.iterdir()}, lfs={"model.safetensors"})
+        repo.commit({"README.md": b"a later commit\n"})   # main moves on; the pinned revision must not
+        r = hub_cli(fake.endpoint, tmp_path / "cache", *train, "--out", str(tmp_path / "run"),
+                    "--encoder", "Salesforce/codet5-small", "--encoder-revision", sha)
+        missing = hub_cli(fake.endpoint, tmp_path / "cache", *train, "--out", str(tmp_path / "none"),
+                          "--encoder", "someone/no-such-encoder")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {p for m, p in fake.requests if "/resolve/" in p and "codet5" in p} and all(
+        f"/resolve/{sha}/" in p for m, p in fake.requests if "/resolve/" in p and "codet5" in p)
+    model = CodeFusion.from_pretrained(tmp_path / "run")
+    assert model.config.encoder_name == "Salesforce/codet5-small" and model.config.encoder_width == 48
+    w0 = T5EncoderModel.from_pretrained(snap).encoder.block[0].layer[0].SelfAttention.q.weight
+    assert (w0 - model.encoder.encoder.block[0].layer[0].SelfAttention.q.weight).abs().max() < 0.05
+    assert missing.returncode == 2 and "could not load a tokenizer from someone/no-such-encoder" in missing.stderr
+    assert "Traceback" not in missing.stderr
