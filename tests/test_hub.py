@@ -1,6 +1,7 @@
-"""The Hub path end to end, offline: publish a bundled checkpoint with `python -m codefusion.bundle --push`, then load
-it by repo id and pinned commit from the CLI and the app, each in a fresh process whose huggingface_hub talks to a
-loopback stand-in of the Hub through HF_ENDPOINT (tests/fake_hub.py). Nothing here is mocked inside the project."""
+"""The Hub paths end to end, offline, each in a fresh process whose huggingface_hub talks to a loopback stand-in of the
+Hub through HF_ENDPOINT (tests/fake_hub.py); nothing is mocked inside the project. Publish a bundled checkpoint
+(`python -m codefusion.bundle --push`) and load it by repo id and pinned commit from the CLI and the app; deploy the
+demo as a Space (`--space`) and run the app from what the Space received; train E from a Hub encoder (`--encoder`)."""
 
 import json
 import os
