@@ -32,6 +32,7 @@ import gradio as gr  # noqa: E402
 
 from codefusion import LANGUAGE_NAMES, LANGUAGES  # noqa: E402
 from codefusion import demo as view  # noqa: E402
+from codefusion.bundle import EVAL_REPORT  # noqa: E402
 from codefusion.diffusion import SAMPLERS  # noqa: E402
 from codefusion.errors import CodeFusionError  # noqa: E402
 from codefusion.evaluate import report_headline  # noqa: E402
@@ -237,7 +238,6 @@ class ModelRegistry:
                 + (f"\n{quality}" if quality else ""))
 
 
-EVAL_REPORT = "eval_test.json"   # what `python -m codefusion.evaluate --split test --out` wrote, bundled with the weights
 
 
 def measured_quality(src: ModelSource, lang: str) -> str | None:

@@ -27,7 +27,8 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-SUMMARY, EVAL_REPORT, CARD = "training_summary.json", "eval_test.json", "README.md"
+SUMMARY, CARD = "training_summary.json", "README.md"
+EVAL_REPORT = "eval_test.json"   # what `python -m codefusion.evaluate --split test --out` wrote, kept with the weights
 ROOT = Path(__file__).resolve().parent.parent   # the project's folder: what --space deploys
 PUBLISHED = MODEL_FILES + (SUMMARY, EVAL_REPORT)
 
