@@ -19,10 +19,13 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # no telemetry, and no network needed
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import atexit  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -56,6 +59,11 @@ DEFAULT_T = 1200
 RANKINGS = {"score": "by score", view.MEAN_SCORE: "mean score over the steps", view.VALID_FIRST: "parsing first"}
 DEFAULT_RANKING = "score"
 MAX_REPLAY_FRAMES = 240   # a replay of a long trajectory shows at most this many (evenly spaced) frames
+# Each finished run's JSON goes to this process's own folder, which keeps only the newest KEEP_TRAJECTORIES (Gradio
+# copies each into its cache, pruned by delete_cache, as the run's outputs are sent); removed when the server exits.
+TRAJECTORY_DIR = tempfile.mkdtemp(prefix="codefusion-trajectories-")
+atexit.register(shutil.rmtree, TRAJECTORY_DIR, ignore_errors=True)
+KEEP_TRAJECTORIES = 64
 
 
 def env_int(name: str, default: int) -> int:
@@ -481,7 +489,7 @@ def _summary(traj: Trajectory, frames: list, stopped: bool = False):
     n = len(frames)
     info = traj.info
     data = view.trajectory_dict(frames, info, traj.model_name, stopped=stopped)
-    path = view.write_trajectory(data)
+    path = view.write_trajectory(data, TRAJECTORY_DIR, keep=KEEP_TRAJECTORIES)
     return (view.render_frame(frames, n - 1, info),
             _status_done(traj, frames, stopped),
             gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1,

@@ -528,13 +528,38 @@ def trajectory_dict(frames: list, info: RunInfo, model_name: str = "", stopped: 
             "steps": len(frames), "ranking": ranking, "frames": [f.to_dict() for f in frames]}
 
 
-def write_trajectory(data: dict, directory: str | None = None) -> str:
-    """Write the trajectory as JSON in a fresh temp file; returns its path."""
+def write_trajectory(data: dict, directory=None, keep: int | None = None) -> str:
+    """Write the trajectory as JSON in a fresh temp file; returns its path. With `keep`, the folder is pruned to its
+    `keep` newest trajectories: a server writes one per finished run and must not fill its disk (the page's
+    download is served from Gradio's own copy, made when the run's outputs are sent)."""
     lang = data.get("language", "code")
     fd, path = tempfile.mkstemp(prefix=f"codefusion-{lang}-", suffix=".json", dir=directory)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=False)
+    if keep is not None:
+        prune_folder(os.path.dirname(path), keep, keep_path=path)
     return path
+
+
+def prune_folder(directory, keep: int, keep_path: str | None = None) -> int:
+    """Delete all but the `keep` most recently modified codefusion-*.json files in directory (never keep_path);
+    returns how many went. Files that vanish meanwhile (another request pruning too) are skipped."""
+    entries = []
+    for entry in os.scandir(directory):
+        if entry.name.startswith("codefusion-") and entry.name.endswith(".json") and entry.path != keep_path:
+            try:
+                entries.append((entry.stat().st_mtime, entry.path))
+            except FileNotFoundError:
+                pass
+    entries.sort(reverse=True)
+    removed = 0
+    for _, old in entries[max(0, keep - (keep_path is not None)):]:
+        try:
+            os.unlink(old)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def language_label(lang: str) -> str:

@@ -293,6 +293,24 @@ def test_replay_plays_every_frame(app):
     assert "Generate first" in list(app.replay(None, 10))[0][0]
 
 
+def test_trajectory_files_stay_bounded_on_a_long_running_server(app, monkeypatch):
+    """Every finished run writes its JSON for the download button; a server must not keep them all (one run of 1200
+    steps and 5 draws writes 2.7 MB for CF). The folder keeps the newest KEEP_TRAJECTORIES, the newest always."""
+    import os
+    import time
+
+    folder = Path(app.TRAJECTORY_DIR)
+    monkeypatch.setattr(app, "KEEP_TRAJECTORIES", 3)
+    paths, now = [], time.time()
+    for seed in range(5):
+        download = run(app, steps=2, seed=seed)[-1][5]
+        paths.append(download.constructor_args["value"])
+        os.utime(paths[-1], (now + seed, now + seed))   # distinct times even on a coarse clock
+    assert all(Path(p).parent == folder for p in paths)
+    assert sorted(str(p) for p in folder.iterdir()) == sorted(paths[-3:])
+    assert json.loads(Path(paths[-1]).read_text())["settings"]["seed"] == 4
+
+
 def test_stop_keeps_the_partial_trajectory(app):
     gen = app.generate(PROMPT, "cf", 10, 2, 0, "ddim", 0)
     for _ in range(3):

@@ -176,3 +176,19 @@ def test_load_sixteen_clients_five_requests_each(client, server):
           f"max size {server[0].QUEUE_SIZE})")
     assert failed == 0 and len(times) == clients * per_client
     assert wall < 300
+
+
+def test_download_is_served_from_gradios_copy_after_the_app_prunes_its_own(server):
+    """The app keeps only its newest trajectory files; the page's download must not depend on them: Gradio copied
+    the file into its cache when the run's outputs were sent, and serves that copy."""
+    import httpx
+    from gradio_client import Client
+
+    app, url = server
+    out = Client(url, verbose=False, download_files=False).predict(
+        "Format cells greater than 50", "cf", 2, 2, 0, "ddim", 0, api_name="/generate")
+    value = out[5].get("value", out[5])
+    for f in Path(app.TRAJECTORY_DIR).iterdir():   # as if many later runs had pruned it
+        f.unlink()
+    r = httpx.get(value["url"], timeout=30)
+    assert r.status_code == 200 and r.json()["steps"] == 2
