@@ -82,6 +82,11 @@ def env_int(name: str, default: int) -> int:
 
 CONCURRENCY = env_int("CODEFUSION_CONCURRENCY", 2)   # generations running at once
 QUEUE_SIZE = env_int("CODEFUSION_QUEUE_SIZE", 64)
+# A run's trajectory stays in its session (gr.State) for scrubbing, replay and re-ranking: 14 MB for 1200 steps and
+# 5 draws. Kept STATE_TTL_S after the last run (open tabs too; gradio's default is forever) in at most
+# STATE_SESSIONS sessions (gradio's default 10,000), so API clients that never close cannot exhaust the memory.
+STATE_TTL_S = env_int("CODEFUSION_STATE_TTL", 1800)
+STATE_SESSIONS = env_int("CODEFUSION_STATE_SESSIONS", 256)
 FIRST_LANGUAGE = "cf"     # shown first: the bundled CF model is the one trained to a useful quality on CPU
 BENCHMARK_EXAMPLES = 6    # per language, drawn from the test split when CODEFUSION_DATA is set
 
@@ -824,7 +829,7 @@ def build_demo() -> gr.Blocks:
                 gr.Markdown(HOW_IT_WORKS, elem_classes="cf-how")
             return page
 
-        traj_state = gr.State(None)
+        traj_state = gr.State(None, time_to_live=STATE_TTL_S)
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=340):
                 language = gr.Radio([(LANGUAGE_NAMES[lang], lang) for lang in langs], value=default, label="Language",
@@ -904,7 +909,7 @@ def build_demo() -> gr.Blocks:
 
 
 demo = build_demo()
-LAUNCH_KWARGS = dict(theme=THEME, css=CSS)
+LAUNCH_KWARGS = dict(theme=THEME, css=CSS, state_session_capacity=STATE_SESSIONS)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,16 @@ def test_module_defines_demo_and_warms_default(app):
     assert 1 <= app.DEFAULT_STEPS <= app.DEFAULT_T and 1 <= app.DEFAULT_K <= app.MAX_K == 5
 
 
+def test_session_state_is_bounded_in_time_and_sessions(app):
+    """A kept trajectory can hold 14 MB; gradio keeps gr.State forever for an open session and 10,000 sessions by
+    default. The app's expires STATE_TTL_S after the last run, in at most STATE_SESSIONS sessions."""
+    import gradio as gr
+
+    states = [b for b in app.demo.blocks.values() if isinstance(b, gr.State)]
+    assert len(states) == 1 and states[0].time_to_live == app.STATE_TTL_S == 1800
+    assert app.LAUNCH_KWARGS["state_session_capacity"] == app.STATE_SESSIONS == 256
+
+
 def test_generate_streams_every_frame_then_summary(app):
     outs = run(app, steps=6, k=3, fps=0)
     assert len(outs) == 6                                   # fps=0: one yield per denoising step
