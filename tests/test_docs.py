@@ -184,6 +184,52 @@ def test_readme_summary_tables_equal_the_reports_they_cite():
             assert shown == want, f"{lang} row {label!r}: README {shown}, reports {want}"
 
 
+def record_families(reports: dict[str, dict]) -> dict[str, list[str]]:
+    """The sets of reports the full record averages: those that differ only in their sampling seed (`..._seedN`),
+    only in their training and sampling seeds (`trainseedN`, `seedN`), a report in results/ with its seeds 1-4 in
+    results/seeds/, and each summary row's reports (SUMMARY_ROWS)."""
+    families: dict[str, set[str]] = {}
+    for path in reports:
+        families.setdefault(re.sub(r"_seed\d+(?=[_.])", "_seed*", path), set()).add(path)
+        families.setdefault(re.sub(r"seed\d+(?=[_.])", "seed*", path), set()).add(path)
+        top = re.fullmatch(r"results/([^/]+)\.json", path)
+        if top:
+            siblings = {p for p in reports if re.fullmatch(rf"results/seeds/{re.escape(top.group(1))}_seed\d+\.json", p)}
+            families["+seeds " + path] = {path} | siblings
+    for rows in SUMMARY_ROWS.values():
+        for label, globs in rows.items():
+            if isinstance(globs, list):
+                families["summary " + label] = {p.relative_to(ROOT).as_posix() for g in globs for p in ROOT.glob(g)}
+    return {name: sorted(paths) for name, paths in families.items()}
+
+
+def test_every_top_k_row_of_the_full_record_is_a_report_or_a_mean_of_reports():
+    """results/README.md has ~100 top-k rows gathered over forty sessions: each row's top-1 / top-3 / top-5 must be
+    those of a JSON report in the repository, or the mean of one of record_families (a weaker check than the
+    summary's named reports, but it catches a mistyped or orphaned figure)."""
+    reports = {}
+    for path in sorted(ROOT.glob("results/**/*.json")) + sorted(ROOT.glob("checkpoints/*/eval_test.json")):
+        summary = json.loads(path.read_text(encoding="utf-8")).get("summary")
+        if isinstance(summary, dict) and isinstance(summary.get("top_k"), dict) and "5" in summary["top_k"]:
+            reports[path.relative_to(ROOT).as_posix()] = summary
+    known = set()
+    for paths in [[p] for p in reports] + list(record_families(reports).values()):
+        known.add(tuple(f"{statistics.fmean(reports[p]['top_k'][k] for p in paths):.1f}" for k in ("1", "3", "5")))
+    lines, rows, orphans, header = read("results/README.md").splitlines(), 0, [], None
+    for line, following in zip(lines, lines[1:] + [""]):
+        if line.startswith("| ") and following.startswith("|---"):
+            header = [c.strip().lower() for c in line.strip().strip("|").split("|")]
+        elif line.startswith("| ") and header and header[1:4] == ["top-1", "top-3", "top-5"]:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if "paper" in cells[0] or not all(re.fullmatch(r"\d+\.\d", c) for c in cells[1:4]):
+                continue   # the paper's reported rows, and section rows without figures
+            rows += 1
+            if tuple(cells[1:4]) not in known:
+                orphans.append(f"{cells[0][:80]}: {cells[1:4]}")
+    assert rows > 90, "the table parser no longer finds the record's rows"
+    assert not orphans, f"results/README.md rows matching no report in the repository: {orphans}"
+
+
 # The s / task column: each cell's report in results/latency/ (median seconds per task, printed to the cell's
 # decimals), or for the "N.Nx plain" cells the ratio of two reports timed in one sitting.
 LATENCY = {
