@@ -251,8 +251,6 @@ class ModelRegistry:
                 + (f"\n{quality}" if quality else ""))
 
 
-
-
 def measured_quality(src: ModelSource, lang: str) -> str | None:
     """One line on how good the checkpoint measured on the test split, from the evaluation report bundled with it,
     so that nobody mistakes the Bash and Python models' token soup for the demo misbehaving. None without a
