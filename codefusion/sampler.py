@@ -70,9 +70,21 @@ def load_model(path_or_repo, revision: str | None = None, device=None, lang: str
 
 
 def pick_device(device=None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device asked for (refused with a clear message if this machine has none such), or CUDA when present."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise CodeFusionError(f"unknown device {str(device)[:40]!r}: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CodeFusionError(f"device {device}: this machine has no CUDA GPU that torch can use "
+                              f"(torch {torch.__version__}{'' if torch.version.cuda else ', a CPU-only build'})")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CodeFusionError(f"device {device}: there are only {torch.cuda.device_count()} CUDA devices")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise CodeFusionError(f"device {device}: MPS (Apple GPU) is not available here")
+    return dev
 
 
 def check_draws(k: int, draws: int | None) -> None:

@@ -198,6 +198,15 @@ def test_generate_cli_process_exits_2_without_a_traceback(tiny_bash_checkpoint, 
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("device, message", [
+    ("tpu9", "unknown device 'tpu9'"), ("cuda" if not torch.cuda.is_available() else "cuda:99", "device cuda"),
+])
+def test_generate_refuses_a_device_this_machine_lacks(tiny_bash_checkpoint, device, message):
+    # torch itself answers with an AssertionError ("Torch not compiled with CUDA enabled") or a RuntimeError
+    r = _cli("codefusion.generate", "list files", "--checkpoint", str(tiny_bash_checkpoint), "--device", device)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("module, args", [
     ("codefusion.generate", ["hi", "--checkpoint", "x", "--sampler", "ddmi"]),
     ("codefusion.generate", ["hi", "--checkpoint", "x", "--rank", "votes"]),
