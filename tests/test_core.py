@@ -468,7 +468,7 @@ def test_two_processes_train_one_model(data_dir, tmp_path):
     driver.write_text(DDP_DRIVER)
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(driver),
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(driver),
                         "--lang", "bash", "--preset", "tiny", "--max-steps", "4", "--data-dir", str(data_dir),
                         "--out", str(out), "--quiet", "--snippet-limit", "500", "--eval-every", "1000", "--cpu"],
                        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
