@@ -63,10 +63,11 @@ def load_model(path_or_repo, revision: str | None = None, device=None, lang: str
     """A checkpoint ready to sample; with `lang`, refused unless it is that language's (`name` names it in the error)."""
     from codefusion.model import CodeFusion
 
+    device = pick_device(device)   # a device this machine lacks is refused before any loading
     model = CodeFusion.from_pretrained(path_or_repo, revision=revision)  # the AR baseline too, if its config says so
     if lang is not None and model.config.language != lang:
         raise CodeFusionError(f"{name or path_or_repo} is a {model.config.language} checkpoint, not {lang}")
-    return model.to(pick_device(device)).eval()
+    return model.to(device).eval()
 
 
 def pick_device(device=None) -> torch.device:
