@@ -68,6 +68,7 @@ def train_command(trained: dict) -> str:
 
 
 def _read_json(path: Path) -> dict | None:
+    """The run summary, or None without one (evaluation reports go through report.load_report)."""
     if not path.is_file():
         return None
     try:
@@ -85,10 +86,12 @@ def model_card(folder: Path, repo_id: str) -> str:
 
     from codefusion import LANGUAGE_NAMES
     from codefusion.evaluate import report_headline
+    from codefusion.report import load_report
 
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    summary, report = _read_json(folder / SUMMARY), _read_json(folder / EVAL_REPORT)
+    summary = _read_json(folder / SUMMARY)
+    report = load_report(folder / EVAL_REPORT) if (folder / EVAL_REPORT).is_file() else None
     lang = config["language"]
     system = "the autoregressive T5 baseline" if config.get("architecture") == "autoregressive" else "CodeFusion"
     data = ModelCardData(library_name="codefusion", license="mit", language=["en"],
