@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,15 @@ def make_chatty(src: Path, out: Path) -> Path:
     state["head.bias"][:5] = -1e4
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
+
+
+def run_python(*args: str, env: dict | None = None, stdin: str | None = None,
+               timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python ARGS` in a fresh process from the repository root, importing this checkout's codefusion, one torch
+    thread; `env` adds to (or overrides) this process's environment."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full_env, input=stdin,
+                          timeout=timeout, cwd=ROOT)
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from codefusion.loss import codefusion_loss
 from codefusion.model import CodeFusion
 from codefusion.pretraining import MASK, code_spans, mask_code, noise_memory
 
-from conftest import ROOT, train_tiny
+from conftest import run_python, train_tiny
 
 
 # --- noise schedule --------------------------------------------------------------------------------
@@ -460,18 +460,12 @@ def test_two_processes_train_one_model(data_dir, tmp_path):
     """`accelerate launch`/torchrun with several processes (here two on the CPU, over gloo): each takes half of every
     batch and DDP averages the gradients, so both hold the same weights after every step. (The loss used to bypass
     DDP's wrapper: the two copies drifted apart from the first step and only rank 0's half-trained one was saved.)"""
-    import os
-    import subprocess
-    import sys
-
     driver = tmp_path / "driver.py"
     driver.write_text(DDP_DRIVER)
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(driver),
-                        "--lang", "bash", "--preset", "tiny", "--max-steps", "4", "--data-dir", str(data_dir),
-                        "--out", str(out), "--quiet", "--snippet-limit", "500", "--eval-every", "1000", "--cpu"],
-                       capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    r = run_python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(driver),
+                   "--lang", "bash", "--preset", "tiny", "--max-steps", "4", "--data-dir", str(data_dir),
+                   "--out", str(out), "--quiet", "--snippet-limit", "500", "--eval-every", "1000", "--cpu", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     ranks = {line.split()[1]: line.split("weights after each step")[1] for line in r.stdout.splitlines()
              if line.startswith("rank ")}

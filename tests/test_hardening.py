@@ -17,7 +17,7 @@ import torch
 from codefusion.errors import CodeFusionError
 from codefusion.model import CodeFusion
 
-from conftest import ROOT, train_tiny
+from conftest import ROOT, run_python, train_tiny
 
 PACKAGE = ROOT / "codefusion"
 
@@ -169,9 +169,7 @@ def test_unusual_prompts_still_generate(tiny_bash_checkpoint, name):
 
 
 def _cli(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-                          input=stdin, timeout=300, cwd=ROOT)
+    return run_python("-m", module, *args, stdin=stdin)
 
 
 @pytest.mark.parametrize("args, message", [

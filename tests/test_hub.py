@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from codefusion.bundle import CARD, PUBLISHED
+from conftest import ROOT, run_python
 from fake_hub import FakeHub
 
-ROOT = Path(__file__).resolve().parent.parent
 REPO = "someone/codefusion-bash"
 PROMPT = "list all files in the current directory"
 
@@ -24,11 +24,10 @@ PROMPT = "list all files in the current directory"
 def hub_cli(hub_endpoint: str, cache: Path, *args: str, code: str | None = None,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m ARGS` (or `python -c CODE`) with the Hub at hub_endpoint and its cache in `cache`."""
-    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_ENDPOINT": hub_endpoint,
-           "HF_HUB_CACHE": str(cache), "HF_TOKEN": "hf_loopback", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"}
-    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    hub_env = {"HF_ENDPOINT": hub_endpoint, "HF_HUB_CACHE": str(cache), "HF_TOKEN": "hf_loopback",
+               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0",
+               "HF_HUB_DISABLE_XET": "1"}
+    return run_python(*(["-c", code] if code else ["-m", *args]), env={**(env or {}), **hub_env})
 
 
 @pytest.fixture(scope="module")
