@@ -445,14 +445,16 @@ def test_resumed_run_repeats_the_uninterrupted_losses(data_dir, tmp_path):
 
 
 DDP_DRIVER = """
-import os, sys
+import json, os, sys
 from torch.optim.optimizer import register_optimizer_step_post_hook
 sums = []
 register_optimizer_step_post_hook(lambda opt, args, kwargs: sums.append(
     repr(sum(float(p.detach().double().sum()) for g in opt.param_groups for p in g["params"]))))
 from codefusion.train import main
 rc = main(sys.argv[1:])
-print("rank", os.environ["RANK"], "rc", rc, "weights after each step", sums, flush=True)
+# a file per rank: the two processes share stdout, where their lines can interleave
+with open(os.path.join(os.environ["DDP_RESULTS"], f"rank{os.environ['RANK']}.json"), "w") as f:
+    json.dump({"rc": rc, "weights after each step": sums}, f)
 """
 
 
@@ -465,12 +467,13 @@ def test_two_processes_train_one_model(data_dir, tmp_path):
     out = tmp_path / "ddp"
     r = run_python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(driver),
                    "--lang", "bash", "--preset", "tiny", "--max-steps", "4", "--data-dir", str(data_dir),
-                   "--out", str(out), "--quiet", "--snippet-limit", "500", "--eval-every", "1000", "--cpu", timeout=600)
+                   "--out", str(out), "--quiet", "--snippet-limit", "500", "--eval-every", "1000", "--cpu",
+                   env={"DDP_RESULTS": str(tmp_path)}, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    ranks = {line.split()[1]: line.split("weights after each step")[1] for line in r.stdout.splitlines()
-             if line.startswith("rank ")}
-    assert set(ranks) == {"0", "1"} and ranks["0"] == ranks["1"], ranks
-    assert len(eval(ranks["0"])) == 4 and r.stdout.count("saved checkpoint to") == 1
+    ranks = {rank: json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in ("0", "1")}
+    assert ranks["0"]["rc"] == ranks["1"]["rc"] == 0
+    assert ranks["0"]["weights after each step"] == ranks["1"]["weights after each step"], ranks
+    assert len(ranks["0"]["weights after each step"]) == 4 and r.stdout.count("saved checkpoint to") == 1
     assert CodeFusion.from_pretrained(out).config.language == "bash"
 
 
