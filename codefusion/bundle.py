@@ -3,7 +3,7 @@ publish a bundled checkpoint as a Hugging Face Hub model repo.
 
     python -m codefusion.bundle --run runs/cf --out checkpoints/cf
     python -m codefusion.bundle --push checkpoints/cf --repo-id YOU/codefusion-cf [--private]
-    python -m codefusion.bundle --space --repo-id YOU/codefusion [--private]
+    python -m codefusion.bundle --space --repo-id YOU/codefusion [--private] [--source-url URL]
 
 The optimizer state and the per-step log stay behind; `training_summary.json` keeps what a reader needs
 (config, parameter counts, plan, final and validation losses, time, throughput, the exact command).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -168,9 +169,30 @@ def space_files(root) -> list[str]:
     return sorted({p.relative_to(root).as_posix() for pat in patterns for p in root.glob(pat) if p.is_file()})
 
 
-def deploy_space(root, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+_LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]+)\)")   # a Markdown link, not an image
+
+
+def space_readme(text: str, held, source_url: str | None = None) -> str:
+    """The README as the Space shows it. A relative link to a file the Space does not hold (results/README.md) is
+    dead there: it points into `source_url` (the repository's web address, e.g. https://github.com/YOU/codefusion/
+    blob/main) or, without one, becomes its plain text. Links to held files, anchors and web addresses stay."""
+    held = set(held)
+
+    def fix(m: re.Match) -> str:
+        label, target = m.groups()
+        path = target.split("#")[0]
+        if not path or re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target) or path.removeprefix("./") in held:
+            return m.group(0)
+        return f"[{label}]({source_url.rstrip('/')}/{target.removeprefix('./')})" if source_url else label
+
+    return _LINK.sub(fix, text)
+
+
+def deploy_space(root, repo_id: str, *, private: bool = False, token: str | None = None,
+                 source_url: str | None = None) -> str:
     """Upload the demo (space_files) to a Gradio Space in one commit; returns the commit id. Every bundled
-    checkpoint must load first, and the README must carry the Space's front matter."""
+    checkpoint must load first, and the README must carry the Space's front matter; its links to files the Space
+    does not hold go to `source_url` or become text (space_readme)."""
     from codefusion.model import load_folder
 
     root = Path(root)
@@ -183,7 +205,9 @@ def deploy_space(root, repo_id: str, *, private: bool = False, token: str | None
         raise CodeFusionError(f"no bundled checkpoints under {root / 'checkpoints'}: the Space would have no model")
     for folder in checkpoints:
         load_folder(folder)
-    return _commit(repo_id, {f: str(root / f) for f in space_files(root)}, repo_type="space", private=private,
+    files: dict[str, str | bytes] = {f: str(root / f) for f in space_files(root)}
+    files["README.md"] = space_readme(readme, files, source_url).encode("utf-8")
+    return _commit(repo_id, files, repo_type="space", private=private,
                    token=token, message="Deploy the CodeFusion demo", what=f"the demo in {root}")
 
 
@@ -197,17 +221,20 @@ def main(argv=None) -> int:
     p.add_argument("--repo-id", help="with --push: the model repo, e.g. YOU/codefusion-cf; with --space: the Space, e.g. "
                    "YOU/codefusion (created if missing)")
     p.add_argument("--private", action="store_true", help="with --push or --space: create the repo private")
+    p.add_argument("--source-url", help="with --space: the repository's web address (e.g. https://github.com/YOU/"
+                   "codefusion/blob/main); the README's links to files the Space does not hold (results/) point there "
+                   "instead of becoming plain text")
     p.add_argument("--command", default=None, help="the training command to record (default: from the run's args)")
     p.add_argument("--sentence-case-prompts", action="store_true",
                    help="sample with each prompt's first letter upper-cased, as the trainer's flag of that name does "
                         "(for a model trained on sentence-case prompts)")
     args = p.parse_args(argv)
     if args.push or args.space:
-        if not args.repo_id or args.run or args.out or (args.push and args.space):
-            p.error("--push CKPT or --space takes --repo-id (and --private), not --run or --out")
+        if not args.repo_id or args.run or args.out or (args.push and args.space) or (args.source_url and not args.space):
+            p.error("--push CKPT or --space takes --repo-id (and --private; --space also --source-url), not --run or --out")
         try:
             if args.space:
-                commit = deploy_space(ROOT, args.repo_id, private=args.private)
+                commit = deploy_space(ROOT, args.repo_id, private=args.private, source_url=args.source_url)
             else:
                 commit = publish(args.push, args.repo_id, private=args.private)
         except CodeFusionError as e:

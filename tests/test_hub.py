@@ -177,10 +177,11 @@ def test_space_deploy_uploads_what_the_demo_runs_from_and_the_space_runs_it(tmp_
     """`python -m codefusion.bundle --space`: the Space gets the app, the package, the bundled checkpoints (weights
     through LFS) and the README with its front matter, nothing else; that tree alone, copied out, serves all three
     languages (it has no tests, results or data beside it, as on Spaces)."""
-    from codefusion.bundle import space_files
+    from codefusion.bundle import space_files, space_readme
 
     with FakeHub() as fake:
-        r = hub_cli(fake.endpoint, tmp_path / "cache", "codefusion.bundle", "--space", "--repo-id", "someone/demo")
+        r = hub_cli(fake.endpoint, tmp_path / "cache", "codefusion.bundle", "--space", "--repo-id", "someone/demo",
+                    "--source-url", "https://git.example/cf/blob/main/")
         assert r.returncode == 0, r.stderr
         commit = r.stdout.split("at commit ")[1].split()[0]
         assert f"-> {fake.endpoint}/spaces/someone/demo at commit" in r.stdout
@@ -188,8 +189,11 @@ def test_space_deploy_uploads_what_the_demo_runs_from_and_the_space_runs_it(tmp_
     assert set(tree) == set(space_files(ROOT)) | {".gitattributes"}
     assert {f for f in tree if f.endswith((".safetensors", ".png"))} == lfs
     assert not any(f.startswith(("results/", "tests/", ".ci/", ".venv", "runs/")) for f in tree)
-    assert all(tree[f] == (ROOT / f).read_bytes() for f in tree if f != ".gitattributes")
+    assert all(tree[f] == (ROOT / f).read_bytes() for f in tree if f not in (".gitattributes", "README.md"))
     readme = tree["README.md"].decode()
+    # The README's links into results/ would be dead on the Space: they point to --source-url.
+    assert readme == space_readme((ROOT / "README.md").read_text(encoding="utf-8"), tree, "https://git.example/cf/blob/main")
+    assert "](results/" not in readme and "](https://git.example/cf/blob/main/results/README.md" in readme
     meta = yaml.safe_load(readme.split("---\n")[1])
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
     files, megabytes = re.search(r"uploads what the demo runs from, (\d+) files and (\d+) MB", readme).groups()
@@ -210,6 +214,26 @@ def test_space_deploy_uploads_what_the_demo_runs_from_and_the_space_runs_it(tmp_
     lines = run.stdout.splitlines()
     assert lines[0] == f"{space} {space / 'checkpoints' / 'cf'} {space / 'codefusion' / '__init__.py'}"
     assert lines[1:4] == [f"{lang} 3 True" for lang in ("cf", "bash", "python")]
+
+
+def test_space_readme_points_links_to_files_the_space_lacks_at_the_source_or_unlinks_them():
+    from codefusion.bundle import space_readme
+
+    text = ("See [the results](results/README.md#bash-first-500) and [the app](app.py), ![shot](assets/a.png), "
+            "[an anchor](#results), [the paper](https://arxiv.org/abs/2310.17680) and [tests](./tests/test_hub.py).\n")
+    held = {"app.py", "assets/a.png"}
+    assert space_readme(text, held) == ("See the results and [the app](app.py), ![shot](assets/a.png), [an anchor](#results), "
+                                        "[the paper](https://arxiv.org/abs/2310.17680) and tests.\n")
+    assert space_readme(text, held, "https://github.com/me/cf/blob/main/") == (
+        "See [the results](https://github.com/me/cf/blob/main/results/README.md#bash-first-500) and [the app](app.py), "
+        "![shot](assets/a.png), [an anchor](#results), [the paper](https://arxiv.org/abs/2310.17680) and "
+        "[tests](https://github.com/me/cf/blob/main/tests/test_hub.py).\n")
+    # The project's own README: every relative link left on the Space's page is to a file the Space holds.
+    from codefusion.bundle import ROOT as root, space_files
+
+    held = space_files(root)
+    shown = space_readme((root / "README.md").read_text(encoding="utf-8"), held)
+    assert all(t.split("#")[0] in held for t in re.findall(r"\]\(([^)#:][^):]*)\)", shown))
 
 
 def test_space_deploy_refuses_a_folder_it_cannot_serve_before_contacting_the_hub(tmp_path):
