@@ -229,10 +229,10 @@ def test_space_readme_points_links_to_files_the_space_lacks_at_the_source_or_unl
         "![shot](assets/a.png), [an anchor](#results), [the paper](https://arxiv.org/abs/2310.17680) and "
         "[tests](https://github.com/me/cf/blob/main/tests/test_hub.py).\n")
     # The project's own README: every relative link left on the Space's page is to a file the Space holds.
-    from codefusion.bundle import ROOT as root, space_files
+    from codefusion.bundle import space_files
 
-    held = space_files(root)
-    shown = space_readme((root / "README.md").read_text(encoding="utf-8"), held)
+    held = space_files(ROOT)
+    shown = space_readme((ROOT / "README.md").read_text(encoding="utf-8"), held)
     assert all(t.split("#")[0] in held for t in re.findall(r"\]\(([^)#:][^):]*)\)", shown))
 
 
