@@ -232,8 +232,11 @@ def test_space_readme_points_links_to_files_the_space_lacks_at_the_source_or_unl
     from codefusion.bundle import space_files
 
     held = space_files(ROOT)
-    shown = space_readme((ROOT / "README.md").read_text(encoding="utf-8"), held)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = space_readme(readme, held)
     assert all(t.split("#")[0] in held for t in re.findall(r"\]\(([^)#:][^):]*)\)", shown))
+    quoted = int(re.search(r"its (\d+) links to `results/README.md`", readme).group(1))   # the README's own count
+    assert quoted == len(re.findall(r"\]\(results/README\.md[#)]", readme))
 
 
 def test_space_deploy_refuses_a_folder_it_cannot_serve_before_contacting_the_hub(tmp_path):
