@@ -7,7 +7,9 @@ Either way the result is a `transformers` fast tokenizer saved inside the checkp
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from codefusion.errors import CodeFusionError
 
@@ -54,9 +56,28 @@ def load_tokenizer(path_or_repo: str, revision: str | None = None):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(path_or_repo, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(path_or_repo, revision=revision)
     except (OSError, ValueError) as e:
         raise CodeFusionError(f"could not load a tokenizer from {path_or_repo}: {e}") from None
+    _keep_saved_settings(tokenizer, Path(path_or_repo) / "tokenizer_config.json")
+    return tokenizer
+
+
+# What transformers adds to a loaded tokenizer's init_kwargs (where it was loaded from, tokenizer.json's truncation
+# and padding state) and save_pretrained then writes into tokenizer_config.json.
+LOAD_TIME_KEYS = ("is_local", "local_files_only", "max_length", "stride", "truncation_side", "truncation_strategy",
+                  "padding_side", "pad_to_multiple_of", "pad_token_type_id")
+
+
+def _keep_saved_settings(tokenizer, config_file: Path) -> None:
+    """Drop the load-time keys that a folder's own tokenizer_config.json does not have, so that saving the tokenizer
+    again (a run with --init saves the one it started from) writes the files it was loaded from, byte for byte."""
+    if not config_file.is_file():
+        return   # a Hub repo id: nothing local to mirror
+    saved = json.loads(config_file.read_text(encoding="utf-8"))
+    for key in LOAD_TIME_KEYS:
+        if key not in saved:
+            tokenizer.init_kwargs.pop(key, None)
 
 
 def sentence_case(prompt: str) -> str:

@@ -331,6 +331,9 @@ def test_init_fine_tunes_a_checkpoint_and_refuses_settings_it_fixes(data_dir, tm
     out = train_tiny(data_dir, tmp_path / "ft", "bash", 4, "--stage", "finetune", "--init", str(tiny_bash_checkpoint),
                      "--sentence-case-prompts")
     tuned = CodeFusion.from_pretrained(out)
+    # The tokenizer it started from is saved as it was (transformers' load-time keys are not added to its config).
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (out / name).read_bytes() == (tiny_bash_checkpoint / name).read_bytes(), name
     assert tuned.config.sentence_case_prompts is True          # a prompt setting: applied on the way
     assert tuned.config.replace(sentence_case_prompts=False) == base.config
     assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
