@@ -229,8 +229,10 @@ def main(argv=None) -> int:
                    help="sample with each prompt's first letter upper-cased, as the trainer's flag of that name does "
                         "(for a model trained on sentence-case prompts)")
     args = p.parse_args(argv)
+    if args.source_url and not args.space:   # whatever else was asked, the URL would be ignored
+        p.error("--source-url goes with --space")
     if args.push or args.space:
-        if not args.repo_id or args.run or args.out or (args.push and args.space) or (args.source_url and not args.space):
+        if not args.repo_id or args.run or args.out or (args.push and args.space):
             p.error("--push CKPT or --space takes --repo-id (and --private; --space also --source-url), not --run or --out")
         try:
             if args.space:

@@ -239,6 +239,16 @@ def test_space_readme_points_links_to_files_the_space_lacks_at_the_source_or_unl
     assert quoted == len(re.findall(r"\]\(results/README\.md[#)]", readme))
 
 
+@pytest.mark.parametrize("args", [["--push", "checkpoints/cf", "--repo-id", "a/b"], ["--run", "r", "--out", "o"]],
+                         ids=["with --push", "when bundling"])
+def test_source_url_without_space_is_refused_not_ignored(args, capsys):
+    from codefusion.bundle import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--source-url", "https://github.com/me/cf/blob/main"])
+    assert e.value.code == 2 and "--source-url goes with --space" in capsys.readouterr().err
+
+
 def test_space_deploy_refuses_a_folder_it_cannot_serve_before_contacting_the_hub(tmp_path):
     from codefusion.bundle import deploy_space
     from codefusion.errors import CodeFusionError
