@@ -876,9 +876,11 @@ def build_demo() -> gr.Blocks:
                     replay_btn = gr.Button("Replay", size="sm", scale=1, min_width=90, elem_id="cf-replay")
                     download = gr.DownloadButton("Trajectory JSON", value=None, interactive=False, size="sm", scale=1,
                                                  min_width=150, elem_id="cf-download")
-                with gr.Row():
-                    ed_plot = gr.Plot(label="Edit distance per step", show_label=False, elem_id="cf-ed-plot")
-                    settle_plot = gr.Plot(label="Settle map", show_label=False, elem_id="cf-settle-plot")
+                with gr.Row():  # side by side on wide screens, stacked below 2 x SETTLE_MIN_WIDTH (labels fit)
+                    ed_plot = gr.Plot(label="Edit distance per step", show_label=False, elem_id="cf-ed-plot",
+                                      min_width=view.SETTLE_MIN_WIDTH)
+                    settle_plot = gr.Plot(label="Settle map", show_label=False, elem_id="cf-settle-plot",
+                                          min_width=view.SETTLE_MIN_WIDTH)
         with gr.Accordion("How it works", open=False, elem_id="cf-how"):
             gr.Markdown(HOW_IT_WORKS, elem_classes="cf-how")
         gr.HTML('<div id="cf-footer">A reimplementation of CodeFusion (Singh et al., EMNLP 2023) · '

@@ -478,7 +478,24 @@ def settle_steps(frames: list) -> list[list[int]]:
     return out
 
 
-def _cell_text(token: str, width: int = 6) -> str:
+# The settle map's cells are as wide as its plot area over the longest program, and Plotly does not clip heatmap
+# text: a label wider than its cell spills over its neighbours and the axis. So labels are cut to what the narrowest
+# plot area the page gives (SETTLE_MIN_WIDTH less margins and colour bar) holds at the cell font's character width,
+# and left out where fewer than two characters would fit; hovering a cell still names its whole token.
+SETTLE_MIN_WIDTH = 420      # px: the app's min_width for the settle map's panel
+SETTLE_PLOT_PX = 280        # px: the plot area inside a panel that narrow
+CELL_CHAR_PX = 6.2          # px: one character of the 10 px monospace cell font
+CELL_MAX_CHARS = 6
+
+
+def cell_chars(positions: int) -> int:
+    """How many characters a settle-map cell label may have when the longest program has `positions` tokens
+    (0: no labels)."""
+    chars = min(CELL_MAX_CHARS, int(SETTLE_PLOT_PX / (max(positions, 1) * CELL_CHAR_PX)))
+    return chars if chars >= 2 else 0
+
+
+def _cell_text(token: str, width: int = CELL_MAX_CHARS) -> str:
     t = token.strip() or "\u2423"  # a visible space
     return t if len(t) <= width else t[: width - 1] + "\u2026"
 
@@ -489,15 +506,16 @@ def settle_figure(frames: list):
     settled = settle_steps(frames)
     final = frames[-1].candidates
     width = max((len(s) for s in settled), default=0) or 1
+    chars = cell_chars(width)
     z, text, custom = [], [], []
     for i, row in enumerate(settled):
         toks = final[i].tokens
         z.append([float(v) for v in row] + [math.nan] * (width - len(row)))
-        text.append([_cell_text(t) for t in toks] + [""] * (width - len(row)))
+        text.append([_cell_text(t, chars) if chars else "" for t in toks] + [""] * (width - len(row)))
         custom.append([repr(t) for t in toks] + [""] * (width - len(row)))
     n = frames[-1].total_steps
     fig = go.Figure(go.Heatmap(
-        z=z, text=text, customdata=custom, texttemplate="%{text}" if width <= 40 else None,
+        z=z, text=text, customdata=custom, texttemplate="%{text}" if chars else None,
         textfont=dict(size=10, family="ui-monospace, monospace"), x=list(range(width)),
         y=[f"draw {i + 1}" for i in range(len(settled))], zmin=1, zmax=max(n, 2), colorscale="Viridis",
         reversescale=True, xgap=1, ygap=2,

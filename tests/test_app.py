@@ -435,6 +435,21 @@ def test_settle_steps_and_edit_distance():
     assert series["to_gold"][0][-1] == 0.0
 
 
+def test_settle_map_labels_fit_their_cells():
+    # A label may be no wider than its cell on the narrowest plot area the page gives (Plotly does not clip it).
+    def labels(n_tokens):
+        toks = [(f"token{i}", i) for i in range(n_tokens)]
+        fig = view.settle_figure([_frame(1, 2, [toks]), _frame(2, 2, [toks])])
+        return fig.data[0].texttemplate, fig.data[0].text[0]
+
+    for n in (3, 8, 15, 22):
+        template, text = labels(n)
+        cell_px = view.SETTLE_PLOT_PX / n
+        assert template and all(2 <= len(t) and len(t) * view.CELL_CHAR_PX <= cell_px for t in text), (n, text)
+    assert labels(3)[1] == ["token0", "token1", "token2"] and labels(15)[1][0] == "to\u2026"
+    assert labels(23)[0] is None and labels(40)[0] is None   # under two characters a cell: none, hover names it
+
+
 def test_html_escapes_model_output():
     html = view.code_html(["<script>", "${x}", "{{y}}", "`z`"], "python")
     assert "<script>" not in html and "${" not in html and "{{" not in html and "`" not in html
