@@ -113,8 +113,10 @@ SUMMARY_ROWS = {
         "retrieval, constants grounded": ["results/copy_head/cf_retrieval_grounded_test.json"],
     },
     "Bash": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 16000 steps)": ["checkpoints/bash/eval_test.json"],
-        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/steps16000/bash_vote40_test500.json"],
+        "CodeFusion, ours, bundled (`small`, 5.35M, 19200 steps)": ["checkpoints/bash/eval_test.json"],
+        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/steps19200/bash_vote40_test500.json"],
+        "ours, 16000 steps (bundled before), plain / vote over 40 draws":
+            (["results/steps19200/bash_ck4_bundle_test500.json"], ["results/steps16000/bash_vote40_test500.json"]),
         "ours, 12800 steps (bundled before: the AR rows' budget), plain / vote over 40 draws":
             (["results/steps16000/bash_ck3_bundle_test500.json"], ["results/bf16/bash_vote40_test500.json"]),
         "ours, the same chain in float32 (bundled before), vote over 40 draws":
@@ -124,7 +126,7 @@ SUMMARY_ROWS = {
         "ablation (800): unsupervised generation only (no CPD)": ["results/bash_pretrain_generation_800.json"],
         "ablation (800): no pre-training": ["results/bash_no_pretrain_800.json"],
         "ablation (800): no decoder D (3.9M)": ["results/bash_nodec_800.json"],
-        "AR T5 baseline (4.8M, the bundled chain), beam search": ["results/steps12800/bash_ar_beam_test500.json"],
+        "AR T5 baseline (4.8M, 12800 steps), beam search": ["results/steps12800/bash_ar_beam_test500.json"],
         "AR T5 baseline, sampling": ["results/steps12800/bash_ar_sample_test500.json"],
         "AR T5 baseline, sampling, vote over 40 draws": ["results/vote/bash_ar_sample_vote40_test500.json"],
         "AR T5 baseline (800), beam search / sampling":
@@ -247,10 +249,10 @@ LATENCY = {
             ("cf_ar_sample_draws20_vf_grounded_avx2.json", "cf_codefusion_avx2.json"),
     },
     "Bash": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 16000 steps)": "bash_codefusion.json",
+        "CodeFusion, ours, bundled (`small`, 5.35M, 19200 steps)": "bash_codefusion.json",
         "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": "bash_codefusion_vote40.json",
         "ablation (800): no decoder D (3.9M)": "bash_nodec.json",
-        "AR T5 baseline (4.8M, the bundled chain), beam search": "bash_ar_beam.json",
+        "AR T5 baseline (4.8M, 12800 steps), beam search": "bash_ar_beam.json",
         "AR T5 baseline, sampling": "bash_ar_sample.json",
         "AR T5 baseline, sampling, vote over 40 draws": "bash_ar_sample_vote40.json",
         "retrieval (TF-IDF)": "bash_retrieval.json",
