@@ -110,9 +110,14 @@ def model_card(folder: Path, repo_id: str) -> str:
     if summary:
         params = summary.get("parameters", {})
         stages = summary.get("stage_steps") or {}
-        lines += ["", "## Training", "", f"- command: `{summary.get('command', '?')}`",
-                  f"- {stages.get('pretrain', 0)} pre-training + {stages.get('finetune', 0)} fine-tuning steps, batch "
-                  f"{summary.get('batch_size')}, seed {summary.get('seed')}, on {summary.get('device')}: "
+        command = summary.get("command", "?")
+        # A chain (each run starting from the last one's bundle) records all its commands but only its last run's
+        # steps and time: say so, or the card reads as if 3200 steps had made the model.
+        runs = command.count("codefusion.train")
+        which = f"its last of {runs} training runs (each from the one before)" if runs > 1 else "training"
+        lines += ["", "## Training", "", f"- command: `{command}`",
+                  f"- {which}: {stages.get('pretrain', 0)} pre-training + {stages.get('finetune', 0)} fine-tuning "
+                  f"steps, batch {summary.get('batch_size')}, seed {summary.get('seed')}, on {summary.get('device')}: "
                   f"{(summary.get('seconds') or 0) / 60:.1f} min",
                   f"- parameters: {params.get('total', 0) / 1e6:.2f}M"]
         if summary.get("val_loss"):

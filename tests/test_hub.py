@@ -86,6 +86,22 @@ def test_publish_uploads_the_bundle_as_it_is_with_a_model_card(bundled, hub):
     report = json.loads(local["eval_test.json"])
     assert "Measured on the test split (first 3 tasks, 2 steps, sampling seed 0): top-1/3/5 template match" in card
     assert f"{report['summary']['top_k']['5']:.1f}%" in card
+    assert "\n- training: " in card   # one run
+
+
+def test_model_card_of_a_chain_says_its_steps_are_the_last_runs(bundled, tmp_path):
+    from codefusion.bundle import SUMMARY, model_card
+
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    for f in bundled.iterdir():
+        (chain / f.name).write_bytes(f.read_bytes())
+    summary = json.loads((chain / SUMMARY).read_text())
+    run = "python -m codefusion.train --lang bash --out RUN1 && python -m codefusion.bundle --run RUN1 --out CKPT1"
+    (chain / SUMMARY).write_text(json.dumps({**summary, "command": f"{run} && {run} && python -m codefusion.train "
+                                                                   "--init CKPT1 --out OUT"}))
+    card = model_card(chain, REPO)
+    assert "\n- its last of 3 training runs (each from the one before): " in card and "\n- training: " not in card
 
 
 @pytest.mark.parametrize("name, damage, message", [
