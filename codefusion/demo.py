@@ -495,7 +495,7 @@ def cell_chars(positions: int) -> int:
     return chars if chars >= 2 else 0
 
 
-def _cell_text(token: str, width: int = CELL_MAX_CHARS) -> str:
+def _cell_text(token: str, width: int) -> str:
     t = token.strip() or "\u2423"  # a visible space
     return t if len(t) <= width else t[: width - 1] + "\u2026"
 

@@ -6,6 +6,7 @@ demo as a Space (`--space`) and run the app from what the Space received; train 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,8 +61,7 @@ def hub(bundled, tmp_path_factory):
     """A Hub holding REPO with two commits: `first`, the bundle as published, and `latest`, which changes its config
     (so that loading `first` by its pinned commit is seen to serve first's files). Yields (hub, first, latest)."""
     changed = tmp_path_factory.mktemp("changed")
-    for f in bundled.iterdir():
-        (changed / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(bundled, changed, dirs_exist_ok=True)
     config = json.loads((changed / "config.json").read_text())
     (changed / "config.json").write_text(json.dumps({**config, "sentence_case_prompts": True}))
     cache = tmp_path_factory.mktemp("publish-cache")
@@ -92,10 +92,7 @@ def test_publish_uploads_the_bundle_as_it_is_with_a_model_card(bundled, hub):
 def test_model_card_of_a_chain_says_its_steps_are_the_last_runs(bundled, tmp_path):
     from codefusion.bundle import SUMMARY, model_card
 
-    chain = tmp_path / "chain"
-    chain.mkdir()
-    for f in bundled.iterdir():
-        (chain / f.name).write_bytes(f.read_bytes())
+    chain = shutil.copytree(bundled, tmp_path / "chain")
     summary = json.loads((chain / SUMMARY).read_text())
     run = "python -m codefusion.train --lang bash --out RUN1 && python -m codefusion.bundle --run RUN1 --out CKPT1"
     (chain / SUMMARY).write_text(json.dumps({**summary, "command": f"{run} && {run} && python -m codefusion.train "
