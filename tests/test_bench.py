@@ -28,7 +28,11 @@ def test_smoke_report_has_every_setting_with_sane_values(smoke_report):
     tp = report["throughput"]
     assert tp["denoiser_step_s"] > 0 and tp["scheduler_step_s"] > 0 and tp["matmul_peak"]["gflops"] > 0
     assert tp["matmul_peak"]["best_s"] <= tp["matmul_peak"]["median_s"]  # the peak is the fastest run
-    assert 0 < tp["peak_ratio"] <= 5  # above 1 only if the tiny peak matmul ran unluckily slowly
+    # The ratio is the denoiser's rate over the peak matmul's: both are timings, so on a loaded machine either can
+    # come out slow and the ratio has no fixed bound; check that it is the ratio the report's own figures give.
+    assert tp["peak_ratio"] > 0
+    assert tp["peak_ratio"] == pytest.approx(tp["gflops"] / tp["matmul_peak"]["gflops"])
+    assert tp["gflops"] == pytest.approx(tp["flops"]["per_step"] / tp["denoiser_step_s"] / 1e9)
     assert tp["flops_counted"] in (None, tp["flops"]["per_step"])
     assert [r["steps"] for r in report["quality"]["by_steps"]] == steps
     for r in report["quality"]["by_steps"]:
