@@ -224,7 +224,8 @@ def report_headline(report: dict) -> str:
     top = summary["top_k"]
     ks = sorted(int(k) for k in top)
     scores = " / ".join(f"{top[str(k)]:.1f}" for k in ks)
-    tasks = f"first {summary['n_tasks']}" if config.get("limit") else f"{summary['n_tasks']}"
+    tasks = (f"first {summary['n_tasks']}" if config.get("limit")
+             else f"a random {summary['n_tasks']}" if config.get("subset") else f"{summary['n_tasks']}")
     seed = f", sampling seed {config['seed']}" if config.get("seed") is not None else ""
     line = (f"Measured on the {report['split']} split ({tasks} tasks, {config.get('steps', '?')} steps{seed}): "
             f"top-{'/'.join(map(str, ks))} {report['metric_short']} {scores}%")
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "number it writes) before ranking; with --baseline retrieval, adapt the retrieved rules")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
+    p.add_argument("--subset", type=int, default=None,
+                   help="evaluate N tasks drawn at random from the whole split: the same N for every system and seed, "
+                        "an unbiased sample where --limit's first N are not (NL2Bash's test split is sorted by prompt)")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
     p.add_argument("--out", required=True, help="where to write the JSON report")
     p.add_argument("--curve", default=None, help="write the edit-distance-versus-steps figure here (HTML)")
@@ -309,9 +313,11 @@ def _check_args(args) -> None:
     if args.baseline is not None and args.baseline not in ("gold", "retrieval"):
         raise CodeFusionError(f"unknown baseline {args.baseline!r}: choose gold or retrieval")
     for name, value in (("--k", min(args.k)), ("--steps", args.steps), ("--batch-size", args.batch_size),
-                        ("--limit", args.limit), ("--curve-tasks", args.curve_tasks)):
+                        ("--limit", args.limit), ("--subset", args.subset), ("--curve-tasks", args.curve_tasks)):
         if value is not None and value < 1:
             raise CodeFusionError(f"{name} must be at least 1, got {value}")
+    if args.limit is not None and args.subset is not None:
+        raise CodeFusionError("--limit takes the first N tasks and --subset a random N: pass one of them")
     if args.draws is not None and args.draws < max(args.k):
         raise CodeFusionError(f"--draws must be at least the largest --k ({max(args.k)}), got {args.draws}")
     for flag, used in (("--draws", args.draws is not None), ("--valid-first", args.valid_first),
@@ -329,11 +335,21 @@ def _check_args(args) -> None:
         raise CodeFusionError("--codebertscore is the Python metric: use it with --lang python")
 
 
+def select_tasks(examples: list, limit: int | None = None, subset: int | None = None) -> list:
+    """The first `limit` tasks, or `subset` tasks drawn at random in split order. The draw depends only on the split's
+    size and N (not on --seed), so every system evaluated with one --subset sees the same tasks and pairs task by task."""
+    if subset is None:
+        return examples[:limit]
+    if subset > len(examples):
+        raise CodeFusionError(f"--subset {subset} is more than the split's {len(examples)} tasks")
+    return [examples[i] for i in sorted(random.Random(f"subset {len(examples)} {subset}").sample(range(len(examples)), subset))]
+
+
 def run(args) -> dict:
     """Evaluate as the parsed arguments say and return the report (also written to --out)."""
     _check_args(args)
     data_dir = resolve_data_dir(args.data_dir)
-    examples = load_split(args.lang, args.split, data_dir)[: args.limit]
+    examples = select_tasks(load_split(args.lang, args.split, data_dir), args.limit, args.subset)
     if not examples:
         raise CodeFusionError(f"no {args.lang} {args.split} tasks to evaluate")
     ks = sorted(set(args.k))

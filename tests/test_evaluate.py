@@ -109,6 +109,24 @@ def test_curve_survives_a_failed_png_export(tmp_path, monkeypatch, capsys):
     assert "no PNG written" in err and "requires Google Chrome to be installed.)" in err  # the first line only
 
 
+def test_subset_is_a_fixed_random_sample(tmp_path, data_dir):
+    from codefusion.data import load_split
+    from codefusion.evaluate import report_headline
+
+    split = [ex.id for ex in load_split("bash", "test", data_dir)]
+    runs = [evaluate(tmp_path, data_dir, "--lang", "bash", "--baseline", "retrieval", "--subset", "40", "--seed", seed)
+            for seed in ("0", "1")]
+    ids = [t["id"] for t in runs[0]["tasks"]]
+    assert ids == [t["id"] for t in runs[1]["tasks"]]  # the same tasks whatever --seed: reports pair task by task
+    assert len(set(ids)) == 40 and ids != split[:40]
+    positions = [split.index(i) for i in ids]
+    assert positions == sorted(positions) and positions[-1] > len(split) // 2  # split order, spread over the split
+    assert runs[0]["summary"]["n_tasks"] == 40 and runs[0]["config"]["subset"] == 40
+    assert "(a random 40 tasks," in report_headline(runs[0])
+    smaller = evaluate(tmp_path, data_dir, "--lang", "bash", "--baseline", "gold", "--subset", "39")
+    assert [t["id"] for t in smaller["tasks"]] != ids[:39]  # another N, another draw
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lang", "java", "--baseline", "gold"], "unknown language"),
     (["--lang", "cf", "--baseline", "gold", "--split", "dev"], "unknown split"),
@@ -116,6 +134,9 @@ def test_curve_survives_a_failed_png_export(tmp_path, monkeypatch, capsys):
     (["--lang", "cf", "--baseline", "gold", "--k", "0"], "--k must be at least 1"),
     (["--lang", "cf", "--baseline", "gold", "--steps", "0"], "--steps must be at least 1"),
     (["--lang", "cf", "--baseline", "gold", "--limit", "0"], "--limit must be at least 1"),
+    (["--lang", "cf", "--baseline", "gold", "--subset", "0"], "--subset must be at least 1"),
+    (["--lang", "cf", "--baseline", "gold", "--subset", "178"], "--subset 178 is more than the split's 177 tasks"),
+    (["--lang", "cf", "--baseline", "gold", "--subset", "5", "--limit", "5"], "pass one of them"),
     (["--lang", "cf", "--baseline", "gold", "--curve", "x.html"], "needs --checkpoint"),
     (["--lang", "bash", "--baseline", "gold", "--codebertscore"], "Python metric"),
     (["--lang", "cf", "--baseline", "retrieval", "--draws", "10"], "needs --checkpoint"),
