@@ -114,6 +114,19 @@ SUMMARY_ROWS = {
     },
     "Bash": {
         "CodeFusion, ours, bundled (`small`, 5.35M, 19200 steps)": ["checkpoints/bash/eval_test.json"],
+        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/subset500/bash_vote40.json"],
+        "ours, bundled, all 2,522 tasks": ["results/steps19200/bash_test_all.json"],
+        "AR T5 baseline (4.8M, 19200 steps), beam search": ["results/subset500/bash_ar_beam.json"],
+        "AR T5 baseline, sampling": ["results/subset500/bash_ar_sample.json"],
+        "AR T5 baseline, sampling, vote over 40 draws": ["results/subset500/bash_ar_vote40.json"],
+        "AR T5 baseline, all 2,522 tasks, beam search / sampling":
+            (["results/ar19200/bash_ar_beam_test_all.json"], ["results/ar19200/bash_ar_sample_test_all.json"]),
+        "AR T5 baseline, 12800 steps (bfloat16), vote over 40 draws": ["results/subset500/bash_ar12800_vote40.json"],
+        "retrieval (TF-IDF)": ["results/subset500/bash_retrieval.json"],
+        "retrieval, all 2,522 tasks": ["results/bash_retrieval.json"],
+    },
+    "Bash, first 500 test tasks": {
+        "CodeFusion, ours, bundled (`small`, 5.35M, 19200 steps)": ["results/steps19200/bash_bundle_test500.json"],
         "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/steps19200/bash_vote40_test500.json"],
         "ours, 16000 steps (bundled before), plain / vote over 40 draws":
             (["results/steps19200/bash_ck4_bundle_test500.json"], ["results/steps16000/bash_vote40_test500.json"]),
@@ -129,6 +142,10 @@ SUMMARY_ROWS = {
         "AR T5 baseline (4.8M, 12800 steps), beam search": ["results/steps12800/bash_ar_beam_test500.json"],
         "AR T5 baseline, sampling": ["results/steps12800/bash_ar_sample_test500.json"],
         "AR T5 baseline, sampling, vote over 40 draws": ["results/vote/bash_ar_sample_vote40_test500.json"],
+        "AR T5 baseline (19200 steps, bfloat16), beam search / sampling":
+            (["results/ar19200/bash_ar_beam_test500.json"], ["results/ar19200/bash_ar_sample_test500.json"]),
+        "AR T5 baseline (19200 steps, bfloat16), sampling, vote over 40 draws":
+            ["results/ar19200/bash_ar_sample_vote40_test500.json"],
         "AR T5 baseline (800), beam search / sampling":
             (["results/bash_ar_beam_800.json"], ["results/bash_ar_sample_800.json"]),
         "retrieval (TF-IDF)": ["results/bash_retrieval_500.json"],
@@ -251,11 +268,13 @@ LATENCY = {
     "Bash": {
         "CodeFusion, ours, bundled (`small`, 5.35M, 19200 steps)": "bash_codefusion.json",
         "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": "bash_codefusion_vote40.json",
+        "retrieval (TF-IDF)": "bash_retrieval.json",
+    },
+    "Bash, first 500 test tasks": {   # the AR model timed is the 12800-step float32 one of this table
         "ablation (800): no decoder D (3.9M)": "bash_nodec.json",
         "AR T5 baseline (4.8M, 12800 steps), beam search": "bash_ar_beam.json",
         "AR T5 baseline, sampling": "bash_ar_sample.json",
         "AR T5 baseline, sampling, vote over 40 draws": "bash_ar_sample_vote40.json",
-        "retrieval (TF-IDF)": "bash_retrieval.json",
     },
     "Python": {
         "CodeFusion, ours, bundled (`small`, 5.42M)": "python_codefusion.json",
