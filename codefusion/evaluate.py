@@ -336,13 +336,14 @@ def _check_args(args) -> None:
 
 
 def select_tasks(examples: list, limit: int | None = None, subset: int | None = None) -> list:
-    """The first `limit` tasks, or `subset` tasks drawn at random in split order. The draw depends only on the split's
-    size and N (not on --seed), so every system evaluated with one --subset sees the same tasks and pairs task by task."""
+    """The first `limit` tasks, or `subset` tasks drawn at random, in split order. The draw depends only on the
+    split's size and N (not on --seed): every system evaluated with one --subset sees the same tasks."""
     if subset is None:
         return examples[:limit]
     if subset > len(examples):
         raise CodeFusionError(f"--subset {subset} is more than the split's {len(examples)} tasks")
-    return [examples[i] for i in sorted(random.Random(f"subset {len(examples)} {subset}").sample(range(len(examples)), subset))]
+    draw = random.Random(f"subset {len(examples)} {subset}").sample(range(len(examples)), subset)
+    return [examples[i] for i in sorted(draw)]
 
 
 def run(args) -> dict:
