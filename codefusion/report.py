@@ -39,7 +39,7 @@ def load_report(path: Path) -> dict:
 
 # the settings that make two evaluations the same system run (all but --seed and bookkeeping such as --out or --curve)
 SYSTEM_SETTINGS = ("lang", "split", "checkpoint", "revision", "baseline", "k", "steps", "sampler", "no_clamp",
-                   "decoding", "draws", "rank", "valid_first", "ground_literals", "limit")
+                   "decoding", "draws", "rank", "valid_first", "ground_literals", "limit", "subset")
 
 
 # settings added later: reports written before them ran with the default
@@ -139,7 +139,7 @@ def versus(a_reports: list[dict], b_reports: list[dict], a_label: str, b_label: 
     """A markdown table: A's and B's top-k, A - B and its 95% paired-bootstrap interval over tasks."""
     if not comparable(a_reports + b_reports, same_tasks=True):
         raise CodeFusionError("reports to compare must cover the same tasks of one language and split, with the "
-                              "same k values (the same --split, --limit and --k)")
+                              "same k values (the same --split, --limit or --subset, and --k)")
     a_shares, b_shares = solved_per_task(a_reports), solved_per_task(b_reports)
     lines = [f"{a_label} (A, {_n_reports(a_reports)}) against {b_label} (B, {_n_reports(b_reports)}), "
              f"{LANGUAGE_NAMES[a_reports[0]['lang']]} {a_reports[0]['split']}, {len(a_reports[0]['tasks'])} tasks; "

@@ -184,7 +184,7 @@ def test_report_table_puts_systems_side_by_side(tmp_path, data_dir, capsys):
 
 
 def test_report_averages_the_runs_of_one_system_over_seeds(tmp_path, data_dir, tiny_cf_checkpoint, capsys):
-    from codefusion.report import main as report_main
+    from codefusion.report import main as report_main, seed_key
 
     files = []
     for seed in (0, 1, 2):
@@ -195,10 +195,17 @@ def test_report_averages_the_runs_of_one_system_over_seeds(tmp_path, data_dir, t
     other = str(tmp_path / "steps3.json")   # another system: same checkpoint, another step count
     assert main(["--data-dir", str(data_dir), "--lang", "cf", "--checkpoint", str(tiny_cf_checkpoint), "--limit", "6",
                  "--k", "1", "3", "--steps", "3", "--out", other]) == 0
+    subset = str(tmp_path / "subset.json")   # other tasks: a random 6, not the first 6, is not a fourth seed
+    assert main(["--data-dir", str(data_dir), "--lang", "cf", "--checkpoint", str(tiny_cf_checkpoint), "--subset", "6",
+                 "--k", "1", "3", "--steps", "2", "--seed", "3", "--out", subset]) == 0
     capsys.readouterr()
-    assert report_main(["--mean-over-seeds", *files, other]) == 0
+    assert report_main(["--mean-over-seeds", *files, other, subset]) == 0
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| CodeFusion")]
-    assert len(rows) == 2 and "mean of seeds 0, 1, 2 (top-3 " in rows[0][0] and "seeds" not in rows[1][0]
+    assert len(rows) == 3 and "mean of seeds 0, 1, 2 (top-3 " in rows[0][0]
+    assert "seeds" not in rows[1][0] and "seeds" not in rows[2][0]
+    whole = json.loads(Path(files[0]).read_text())
+    whole["config"]["limit"] = None   # the whole split against a random 6 of it: two systems, not two seeds
+    assert seed_key(whole) != seed_key({**whole, "config": {**whole["config"], "subset": 6}})
     tops = [[json.loads(Path(f).read_text())["summary"]["top_k"][k] for f in files] for k in ("1", "3")]
     assert rows[0][1:3] == [f"{sum(t) / 3:.1f}" for t in tops]
     assert report_main(["--mean-over-seeds", files[0], files[0]]) == 2      # one seed twice is a mistake
