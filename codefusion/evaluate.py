@@ -85,6 +85,9 @@ class ModelSource:
         self.steps, self.seed, self.sampler, self.decoding, self.clamp = steps, seed, sampler, decoding, clamp
         self.draws, self.rank_by, self.valid_first, self.ground_literals = draws, rank_by, valid_first, ground_literals
         self.autoregressive = self.model.config.architecture == "autoregressive"
+        from codefusion.model import weights_fingerprint
+
+        self.weights = weights_fingerprint(self.model)
 
     @property
     def system(self) -> str:
@@ -384,7 +387,8 @@ def run(args) -> dict:
         "metric": metrics.METRIC_NAMES[args.lang], "metric_short": metrics.METRIC_NAMES[args.lang].split(" (")[0],
         "summary": summarize(args.lang, records, ks, args.codebertscore),
         "gold_issues": [{"id": r["id"], "gold": r["gold"], "reason": r["gold_issue"]} for r in records if r["gold_issue"]],
-        "config": {**vars(args), "data_dir": str(data_dir), "k": ks, "n_candidates": k},
+        "config": {**vars(args), "data_dir": str(data_dir), "k": ks, "n_candidates": k,
+                   "weights": getattr(source, "weights", None)},
         "tasks": records,
     }
     if args.curve:

@@ -385,6 +385,20 @@ def tied_aliases(model: nn.Module) -> set[str]:
     return aliases
 
 
+def weights_fingerprint(model: nn.Module) -> str:
+    """16 hex digits of a SHA-256 over the model's tensors (names, shapes and values, in float32 as loaded): which
+    weights a report measured. A folder's path does not say that: `checkpoints/bash` has held ten models by now."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    aliases = tied_aliases(model)
+    for name, tensor in sorted(model.state_dict().items()):
+        if name not in aliases:
+            digest.update(f"{name}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _atomic(path: Path, write) -> None:
     """Write to a temporary name in the same folder, then rename: a crash never leaves half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

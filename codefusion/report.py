@@ -38,8 +38,10 @@ def load_report(path: Path) -> dict:
 
 
 # the settings that make two evaluations the same system run (all but --seed and bookkeeping such as --out or --curve)
-SYSTEM_SETTINGS = ("lang", "split", "checkpoint", "revision", "baseline", "k", "steps", "sampler", "no_clamp",
-                   "decoding", "draws", "rank", "valid_first", "ground_literals", "limit", "subset")
+# "weights" (a fingerprint of the tensors, since session 46): one path can hold several models over time, so
+# reports of re-bundled weights are not pooled as seeds; reports written before it read None.
+SYSTEM_SETTINGS = ("lang", "split", "checkpoint", "weights", "revision", "baseline", "k", "steps", "sampler",
+                   "no_clamp", "decoding", "draws", "rank", "valid_first", "ground_literals", "limit", "subset")
 
 
 # settings added later: reports written before them ran with the default

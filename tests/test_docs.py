@@ -113,12 +113,24 @@ SUMMARY_ROWS = {
         "retrieval, constants grounded": ["results/copy_head/cf_retrieval_grounded_test.json"],
     },
     "Bash": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 19200 steps)": ["checkpoints/bash/eval_test.json"],
-        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/subset500/bash_vote40.json"],
-        "ours, bundled, all 2,522 tasks": ["results/steps19200/bash_test_all.json"],
+        "CodeFusion, ours, bundled (`small`, 5.35M, 22400 steps)": ["checkpoints/bash/eval_test.json"],
+        "ours, bundled, sampling seeds 0-2":
+            ["checkpoints/bash/eval_test.json", "results/steps22400/bash_test_subset500_seed*.json"],
+        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)":
+            ["results/steps22400/bash_vote40_test_subset500.json"],
+        "ours, bundled, all 2,522 tasks": ["results/steps22400/bash_test_all.json"],
+        "ours, 19200 steps (bundled before: the AR rows' budget), plain / vote over 40 draws":
+            (["results/subset500/bash_plain.json"], ["results/subset500/bash_vote40.json"]),
+        "ours, 19200 steps, sampling seeds 0-2":
+            ["results/subset500/bash_plain.json", "results/subset500/bash_plain_seed*.json"],
+        "ours, 19200 steps, vote over 40 draws, sampling seeds 0-1":
+            ["results/subset500/bash_vote40.json", "results/subset500/bash_vote40_seed1.json"],
+        "ours, 19200 steps, all 2,522 tasks": ["results/steps19200/bash_test_all.json"],
         "AR T5 baseline (4.8M, 19200 steps), beam search": ["results/subset500/bash_ar_beam.json"],
         "AR T5 baseline, sampling": ["results/subset500/bash_ar_sample.json"],
         "AR T5 baseline, sampling, vote over 40 draws": ["results/subset500/bash_ar_vote40.json"],
+        "AR T5 baseline, sampling, vote over 40 draws, sampling seeds 0-2":
+            ["results/subset500/bash_ar_vote40.json", "results/subset500/bash_ar_vote40_seed*.json"],
         "AR T5 baseline, all 2,522 tasks, beam search / sampling":
             (["results/ar19200/bash_ar_beam_test_all.json"], ["results/ar19200/bash_ar_sample_test_all.json"]),
         "AR T5 baseline, 12800 steps (bfloat16), vote over 40 draws": ["results/subset500/bash_ar12800_vote40.json"],
@@ -126,8 +138,9 @@ SUMMARY_ROWS = {
         "retrieval, all 2,522 tasks": ["results/bash_retrieval.json"],
     },
     "Bash, first 500 test tasks": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 19200 steps)": ["results/steps19200/bash_bundle_test500.json"],
-        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/steps19200/bash_vote40_test500.json"],
+        "CodeFusion, ours, 19200 steps (bundled in sessions 43-45; `small`, 5.35M)":
+            ["results/steps19200/bash_bundle_test500.json"],
+        "ours, 19200 steps, vote over 40 draws (`--draws 40 --rank vote`)": ["results/steps19200/bash_vote40_test500.json"],
         "ours, 16000 steps (bundled before), plain / vote over 40 draws":
             (["results/steps19200/bash_ck4_bundle_test500.json"], ["results/steps16000/bash_vote40_test500.json"]),
         "ours, 12800 steps (bundled before: the AR rows' budget), plain / vote over 40 draws":
@@ -266,7 +279,7 @@ LATENCY = {
             ("cf_ar_sample_draws20_vf_grounded_avx2.json", "cf_codefusion_avx2.json"),
     },
     "Bash": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 19200 steps)": "bash_codefusion.json",
+        "CodeFusion, ours, bundled (`small`, 5.35M, 22400 steps)": "bash_codefusion.json",   # timed on the 19200-step model: the same network
         "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": "bash_codefusion_vote40.json",
         "retrieval (TF-IDF)": "bash_retrieval.json",
     },

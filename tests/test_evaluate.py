@@ -212,6 +212,40 @@ def test_report_averages_the_runs_of_one_system_over_seeds(tmp_path, data_dir, t
     assert "same seed" in capsys.readouterr().err
 
 
+def test_reports_of_other_weights_at_the_same_path_are_not_pooled_as_seeds(tmp_path, data_dir, tiny_cf_checkpoint, capsys):
+    """A folder such as checkpoints/bash is re-bundled over time: the report's weights fingerprint tells the models
+    apart, so --mean-over-seeds keeps them as two systems while the same weights at two paths hash alike."""
+    import shutil
+
+    import torch
+
+    from codefusion.model import CodeFusion
+    from codefusion.report import main as report_main
+
+    folder = tmp_path / "ck"
+    shutil.copytree(tiny_cf_checkpoint, folder)
+    files = [str(tmp_path / f"r{i}.json") for i in range(3)]
+
+    def evaluate_seed(checkpoint, seed: int) -> int:
+        return main(["--data-dir", str(data_dir), "--lang", "cf", "--checkpoint", str(checkpoint), "--limit", "4",
+                     "--k", "1", "--steps", "2", "--seed", str(seed), "--out", files[seed]])
+
+    assert evaluate_seed(folder, 0) == 0
+    model = CodeFusion.from_pretrained(folder)
+    with torch.no_grad():
+        model.denoiser.out_proj.bias.add_(0.5)   # another training run saved to the same folder
+    model.save_pretrained(folder)
+    assert evaluate_seed(folder, 1) == 0
+    assert evaluate_seed(tiny_cf_checkpoint, 2) == 0   # the first weights, from their own folder
+    weights = [json.loads(Path(f).read_text())["config"]["weights"] for f in files]
+    assert all(isinstance(w, str) and len(w) == 16 for w in weights)
+    assert weights[0] != weights[1] and weights[0] == weights[2]
+    capsys.readouterr()
+    assert report_main(["--mean-over-seeds", files[0], files[1]]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| CodeFusion")]
+    assert len(rows) == 2 and not any("seeds" in r for r in rows)
+
+
 def _solved_report(solved_at: list, lang: str = "cf") -> dict:
     return {"lang": lang, "split": "test", "system": "s", "summary": {"top_k": {"1": 0.0, "5": 0.0}},
             "tasks": [{"id": str(i), "solved_at": s} for i, s in enumerate(solved_at)]}
