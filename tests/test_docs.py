@@ -118,6 +118,8 @@ SUMMARY_ROWS = {
             ["checkpoints/bash/eval_test.json", "results/steps22400/bash_test_subset500_seed*.json"],
         "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)":
             ["results/steps22400/bash_vote40_test_subset500.json"],
+        "ours, bundled, vote over 40 draws, sampling seeds 0-1":
+            ["results/steps22400/bash_vote40_test_subset500*.json"],
         "ours, bundled, all 2,522 tasks": ["results/steps22400/bash_test_all.json"],
         "ours, 19200 steps (bundled before: the AR rows' budget), plain / vote over 40 draws":
             (["results/subset500/bash_plain.json"], ["results/subset500/bash_vote40.json"]),
