@@ -434,9 +434,9 @@ def _whole(name: str, value, lo: int, hi: int) -> int:
 
 def validate(prompt, language, steps, k, seed, sampler, fps, ranking=DEFAULT_RANKING) -> Request:
     """Check every input as the widgets would (API callers can send anything); ValueError says what is wrong."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    prompt = prompt.replace("\x00", "").strip()[:MAX_PROMPT_CHARS] if isinstance(prompt, str) else ""
+    if not prompt:
         raise ValueError("Type a request first: describe the code you want, or pick an example.")
-    prompt = prompt.replace("\x00", "").strip()[:MAX_PROMPT_CHARS]
     if not isinstance(language, str) or language not in REGISTRY.sources:
         offered = ", ".join(f"{lang!r}" for lang in REGISTRY.languages) or "none"
         raise ValueError(f"Language must be one this server has a model for ({offered}), got {str(language)[:40]!r}.")

@@ -45,6 +45,8 @@ class CodeFusionConfig:
     copy_head: bool = False         # H can also copy prompt tokens (CopyHead: a pointer over E_s)
     self_condition: bool = True     # feed the previous x̂0 back into N (Plaid/CDCD); cheap, helps a lot
     dropout: float = 0.1
+    prompt_dropout: float = 0.0     # share of fine-tuning rows that read the null prompt (classifier-free guidance):
+                                    # above 0 the model also knows the unconditional x̂0 that guidance pushes from
 
     # noise process: alpha_bar(t) = 1 - sqrt(t/T + s)
     diffusion_steps: int = 1200
@@ -61,6 +63,11 @@ class CodeFusionConfig:
         if self.copy_head and (self.architecture != "codefusion" or not self.decoder_layers):
             raise CodeFusionError("config: copy_head is CodeFusion's H reading D's states: it needs the codefusion "
                                   "architecture and decoder_layers > 0")
+        if not 0 <= self.prompt_dropout < 1:
+            raise CodeFusionError(f"config: prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+        if self.prompt_dropout and self.architecture != "codefusion":
+            raise CodeFusionError("config: prompt_dropout trains the null prompt that guidance denoises with; "
+                                  "the autoregressive baseline has no denoiser")
         if not 0 < self.embed_scale < float("inf"):
             raise CodeFusionError(f"config: embed_scale must be a positive number, got {self.embed_scale}")
         for name in ("width", "encoder_width"):

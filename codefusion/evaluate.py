@@ -77,14 +77,17 @@ class ModelSource:
     def __init__(self, checkpoint: str, lang: str, steps: int, seed: int, sampler: str,
                  revision: str | None = None, device: str | None = None, decoding: str = "beam", clamp: bool = True,
                  draws: int | None = None, rank_by: str = "score", valid_first: bool = False,
-                 ground_literals: bool = False):
+                 ground_literals: bool = False, guidance: float = 1.0):
         from codefusion import sampler as sampler_module
 
         self.sampler_module = sampler_module
         self.model = sampler_module.load_model(checkpoint, revision=revision, device=device, lang=lang)
         self.steps, self.seed, self.sampler, self.decoding, self.clamp = steps, seed, sampler, decoding, clamp
         self.draws, self.rank_by, self.valid_first, self.ground_literals = draws, rank_by, valid_first, ground_literals
+        self.guidance = guidance
         self.autoregressive = self.model.config.architecture == "autoregressive"
+        if self.autoregressive and guidance != 1:
+            raise CodeFusionError("--guidance steers CodeFusion's denoiser; the autoregressive baseline has none")
         from codefusion.model import weights_fingerprint
 
         self.weights = weights_fingerprint(self.model)
@@ -98,7 +101,8 @@ class ModelSource:
         ranked += ", literals grounded" if self.ground_literals else ""
         if self.autoregressive:
             return f"autoregressive T5 baseline ({self.decoding}{ranked})"
-        return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'}{ranked})"
+        guided = "" if self.guidance == 1 else f", guidance {self.guidance:g}"
+        return f"CodeFusion ({self.sampler}, {self.steps} steps{'' if self.clamp else ', no clamping'}{guided}{ranked})"
 
     def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
         prompts = [ex.nl for ex in batch]
@@ -110,7 +114,7 @@ class ModelSource:
             out = self.sampler_module.generate(self.model, prompts, k=k, steps=self.steps, seed=self.seed,
                                                sampler=self.sampler, clamp=self.clamp, draws=self.draws,
                                                rank_by=self.rank_by, valid_first=self.valid_first,
-                                               ground_literals=self.ground_literals)
+                                               ground_literals=self.ground_literals, guidance=self.guidance)
         return [[Answer(c.text, float(c.score), c.votes) for c in cands] for cands in out]
 
     def curve(self, examples: list[Example], k: int, n_tasks: int) -> dict:
@@ -122,7 +126,7 @@ class ModelSource:
         to_gold = [[] for _ in range(self.steps)]
         for ex in sample:
             frames = list(self.sampler_module.stream(self.model, ex.nl, k=k, steps=self.steps, seed=self.seed,
-                                                     sampler=self.sampler, clamp=self.clamp))
+                                                     sampler=self.sampler, clamp=self.clamp, guidance=self.guidance))
             if not frames:
                 raise CodeFusionError("the sampler's stream() yielded no frames")
             final = frames[-1].candidates
@@ -281,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="ddim", choices=SAMPLERS, help="CodeFusion's sampler (default ddim)")
     p.add_argument("--no-clamp", action="store_true",
                    help="step the scheduler from x̂0 itself (the paper's plain loop) instead of clamped tokens")
+    p.add_argument("--guidance", type=float, default=1.0, metavar="W",
+                   help="classifier-free guidance weight for CodeFusion: x̂0 = null + W (x̂0 - null), the null prompt's "
+                        "x̂0 as the reference (default 1: none; for models trained with --prompt-dropout)")
     p.add_argument("--decoding", default="beam", choices=["beam", "sample"],
                    help="how an autoregressive baseline checkpoint decodes its k candidates (default beam)")
     p.add_argument("--draws", type=int, default=None,
@@ -332,6 +339,8 @@ def _check_args(args) -> None:
                               "a checkpoint or --baseline retrieval")
     if args.rank == "vote" and (args.draws is None or args.draws <= max(args.k)):
         raise CodeFusionError(f"--rank vote counts agreeing draws: pass --draws above the largest --k ({max(args.k)})")
+    if args.guidance != 1 and args.checkpoint is None:
+        raise CodeFusionError("--guidance steers CodeFusion's denoiser: it needs --checkpoint")
     if args.curve and args.checkpoint is None:
         raise CodeFusionError("--curve follows the denoising steps of a model: it needs --checkpoint")
     if args.codebertscore and args.lang != "python":
@@ -361,7 +370,8 @@ def run(args) -> dict:
     if args.checkpoint is not None:
         source = ModelSource(args.checkpoint, args.lang, args.steps, args.seed, args.sampler, args.revision, args.device,
                              args.decoding, clamp=not args.no_clamp, draws=args.draws, rank_by=args.rank,
-                             valid_first=args.valid_first, ground_literals=args.ground_literals)
+                             valid_first=args.valid_first, ground_literals=args.ground_literals,
+                             guidance=args.guidance)
         system = f"{source.system}: {args.checkpoint}"
     elif args.baseline == "retrieval":
         source = RetrievalSource(args.lang, args.split, data_dir, args.ground_literals)

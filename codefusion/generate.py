@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--ground-literals", action="store_true",
                    help="CF: round each program's literal arguments to the request before ranking")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (1..T)")
+    p.add_argument("--guidance", type=float, default=1.0, metavar="W",
+                   help="classifier-free guidance weight (default 1: none; for models trained with --prompt-dropout)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim", choices=SAMPLERS)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         cands = generate(model, prompt, k=args.k, steps=args.steps, seed=args.seed, sampler=args.sampler,
                          draws=args.draws, rank_by=args.rank, valid_first=args.valid_first,
-                         ground_literals=args.ground_literals)[0]
+                         ground_literals=args.ground_literals, guidance=args.guidance)[0]
         seconds = time.perf_counter() - start
         notice = prepare_prompts(model, [prompt])[1] if prompt.strip() else ""
     except CodeFusionError as e:
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
         print(f"warning: {notice}", file=sys.stderr)
     if args.json:
         json.dump({"prompt": prompt, "language": model.config.language, "steps": args.steps, "sampler": args.sampler,
+                   "guidance": args.guidance,
                    "seconds": seconds, "candidates": [{"rank": i + 1, "code": c.text, "score": c.score, "votes": c.votes,
                                                         "grounded_from": c.grounded_from or None}
                                                        for i, c in enumerate(cands)]}, sys.stdout, indent=2)

@@ -329,11 +329,25 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
                              padding=True, return_tensors="pt")
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
-    def encode_prompts(self, prompts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode_prompts(self, prompts: list[str], device=None, null_rows: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """E_s for a batch of prompts, its padding mask (True at padded positions) and the prompts' token ids
-        (what the copy head copies)."""
+        (what the copy head copies). null_rows (bool, one per prompt): those rows read the null prompt instead,
+        a lone mask token with nothing to copy: the dropped condition of classifier-free guidance."""
         ids, attn = self.tokenize_prompts(prompts, device)
+        if null_rows is not None and bool(null_rows.any()):
+            rows = null_rows.to(ids.device)[:, None]
+            lone = torch.arange(ids.shape[1], device=ids.device)[None, :] == 0
+            attn = torch.where(rows, lone.long(), attn)
+            ids = torch.where(rows, torch.where(lone, self.config.mask_token_id, self.config.pad_token_id), ids)
+            memory = self.encode(ids, attn)
+            return memory, attn == 0, ids.masked_fill(rows, self.config.pad_token_id)
         return self.encode(ids, attn), attn == 0, ids
+
+    def encode_null_prompts(self, n: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """encode_prompts' output for n rows of the null prompt (E runs once; the text is replaced anyway)."""
+        memory, pad_mask, ids = self.encode_prompts(["-"], device, null_rows=torch.ones(1, dtype=torch.bool))
+        return memory.expand(n, -1, -1), pad_mask.expand(n, -1), ids.expand(n, -1)
 
     def num_parameters_by_part(self) -> dict[str, int]:
         parts = {"E (encoder)": self.encoder, "L (embedding)": self.embedding, "N (denoiser)": self.denoiser,

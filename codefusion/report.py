@@ -41,11 +41,12 @@ def load_report(path: Path) -> dict:
 # "weights" (a fingerprint of the tensors, since session 46): one path can hold several models over time, so
 # reports of re-bundled weights are not pooled as seeds; reports written before it read None.
 SYSTEM_SETTINGS = ("lang", "split", "checkpoint", "weights", "revision", "baseline", "k", "steps", "sampler",
-                   "no_clamp", "decoding", "draws", "rank", "valid_first", "ground_literals", "limit", "subset")
+                   "no_clamp", "guidance", "decoding", "draws", "rank", "valid_first", "ground_literals", "limit",
+                   "subset")
 
 
 # settings added later: reports written before them ran with the default
-SETTING_DEFAULTS = {"rank": "score", "valid_first": False, "ground_literals": False}
+SETTING_DEFAULTS = {"rank": "score", "valid_first": False, "ground_literals": False, "guidance": 1.0}
 
 
 def seed_key(report: dict) -> tuple:

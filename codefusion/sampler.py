@@ -26,6 +26,7 @@ from codefusion.errors import CodeFusionError
 MAX_K = 16
 MAX_DRAWS = 64   # noise draws per prompt for sample-and-rank (generate's `draws`)
 MAX_PROMPT_CHARS = 4000  # cap before tokenisation: the encoder only sees max_prompt_len tokens anyway
+MAX_GUIDANCE = 10.0      # classifier-free guidance weights in use are 1-5; far beyond, x̂0 leaves the embeddings
 
 
 @dataclass
@@ -103,7 +104,14 @@ def check_ranking(rank_by: str, k: int, draws: int | None) -> None:
         raise CodeFusionError(f"voting counts agreeing draws: pass more draws than k={k}")
 
 
-def check_request(prompts: list[str], k: int, steps: int, sampler: str, T: int, draws: int | None = None) -> None:
+def check_guidance(guidance) -> None:
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 <= guidance <= MAX_GUIDANCE:
+        raise CodeFusionError(f"guidance must be a number from 0 to {MAX_GUIDANCE:g} (1: none), got {guidance!r}")
+
+
+def check_request(prompts: list[str], k: int, steps: int, sampler: str, T: int, draws: int | None = None,
+                  guidance: float = 1.0) -> None:
+    check_guidance(guidance)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise CodeFusionError(f"k (number of candidates) must be an integer from 1 to {MAX_K}, got {k!r}")
     check_draws(k, draws)
@@ -122,6 +130,8 @@ def prepare_prompts(model, prompts: list[str]) -> tuple[list[str], str]:
     for p in prompts:
         # NULs out; lone surrogates (possible in JSON from an API caller) become "?", which tokenizers accept
         p = p.replace("\x00", "").encode("utf-8", "replace").decode("utf-8").strip()
+        if not p:   # e.g. only NULs: the encoder cannot read zero tokens
+            raise CodeFusionError("the prompt is empty: describe the code you want")
         if len(p) > MAX_PROMPT_CHARS:
             p = p[:MAX_PROMPT_CHARS]
         cleaned.append(p)
@@ -132,13 +142,18 @@ def prepare_prompts(model, prompts: list[str]) -> tuple[list[str], str]:
 
 
 class _Run:
-    """The shared state of one request: encoded prompts, scheduler, x_t and the self-conditioning estimate."""
+    """The shared state of one request: encoded prompts, scheduler, x_t and the self-conditioning estimate.
+
+    guidance w != 1: classifier-free guidance. N also denoises x_t under the null prompt, and x̂0 becomes
+    x̂0_null + w (x̂0 - x̂0_null): what the prompt changes, amplified (w > 1) or dropped (w = 0, unconditional).
+    It costs a second pass of N per step; D and H read the guided x̂0 with the real prompt. Meaningful for a
+    model trained with prompt dropout (config.prompt_dropout > 0), which has learnt the null prompt."""
 
     def __init__(self, model, prompts, k, steps, seed, sampler, clamp: bool = True, draws: int | None = None,
-                 track_scores: bool = False):
+                 track_scores: bool = False, guidance: float = 1.0):
         if model.config.architecture != "codefusion":
             raise CodeFusionError("this checkpoint is the autoregressive baseline: it has no denoising steps to sample")
-        check_request(prompts, k, steps, sampler, model.config.diffusion_steps, draws)
+        check_request(prompts, k, steps, sampler, model.config.diffusion_steps, draws, guidance)
         k = draws or k   # one batch row per noise draw
         self.model, self.k = model, k
         device = next(model.parameters()).device
@@ -148,6 +163,11 @@ class _Run:
         self.pad_mask = pad_mask.repeat_interleave(k, dim=0)
         self.prompt_ids = prompt_ids.repeat_interleave(k, dim=0)
         self.n_cache, self.d_cache = model.memory_caches(self.memory, self.pad_mask)  # cross-attention K/V, once
+        self.guidance = float(guidance)
+        if self.guidance != 1.0:
+            null_memory, null_pad, _ = model.encode_null_prompts(self.memory.shape[0], device)
+            self.null_cache = model.memory_caches(null_memory, null_pad)[0]
+            self.null_memory, self.null_pad = null_memory, null_pad
         self.scheduler = model.diffusion.make_scheduler(sampler, steps)
         self.timesteps = inference_timesteps(self.scheduler, steps)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -163,7 +183,11 @@ class _Run:
         model = self.model
         for t in self.timesteps:
             tt = torch.full((self.x_t.shape[0],), t, device=self.x_t.device, dtype=torch.long)
-            self.x0_hat = model.denoise(self.x_t, tt, self.memory, self.pad_mask, self.x0_hat, cache=self.n_cache)
+            x0 = model.denoise(self.x_t, tt, self.memory, self.pad_mask, self.x0_hat, cache=self.n_cache)
+            if self.guidance != 1.0:
+                x0_null = model.denoise(self.x_t, tt, self.null_memory, self.null_pad, self.x0_hat, cache=self.null_cache)
+                x0 = x0_null + self.guidance * (x0 - x0_null)
+            self.x0_hat = x0
             self.logits = model.read(self.x0_hat, self.memory, self.pad_mask, self.prompt_ids, cache=self.d_cache)[1]
             if self.score_sum is not None:
                 self.score_sum += program_scores(self.logits, model.config.pad_token_id).cpu()
@@ -217,11 +241,11 @@ def _candidate(tokenizer, pad: int, ids: torch.Tensor, logp: torch.Tensor, round
 
 @torch.inference_mode()
 def stream(model, prompt: str, k: int = 5, steps: int = 20, seed: int = 0, sampler: str = "ddim",
-           rounding: bool = True, clamp: bool = True) -> Iterator[Frame]:
+           rounding: bool = True, clamp: bool = True, guidance: float = 1.0) -> Iterator[Frame]:
     """Yield exactly `steps` frames; each decodes x̂0 through D and H (the paper runs D once at the end;
     here it also runs per step so that a person can watch the program form)."""
     start = time.perf_counter()
-    run = _Run(model, [prompt], k, steps, seed, sampler, clamp)
+    run = _Run(model, [prompt], k, steps, seed, sampler, clamp, guidance=guidance)
     for i, t in enumerate(run.steps(), start=1):
         yield Frame(step=i, total_steps=steps, timestep=t, elapsed=time.perf_counter() - start,
                     candidates=run.decode(rounding), final=i == steps, notice=run.notice)
@@ -278,7 +302,7 @@ def rank(cands: list[Candidate], k: int, key=None, valid=None) -> list[Candidate
 def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed: int = 0,
              sampler: str = "ddim", clamp: bool = True, draws: int | None = None,
              rank_by: str = "score", valid_first: bool = False,
-             ground_literals: bool = False) -> list[list[Candidate]]:
+             ground_literals: bool = False, guidance: float = 1.0) -> list[list[Candidate]]:
     """k ranked candidates (best score first) for each prompt; all prompts x draws run as one batch.
 
     draws=None (or k): k noise draws, k candidates, duplicates kept. draws > k: sample-and-rank,
@@ -298,7 +322,7 @@ def generate(model, prompts: str | list[str], k: int = 5, steps: int = 20, seed:
 
     grounding = [literal_grounding(model.config.language, p) for p in prompts] if ground_literals else None
     run = _Run(model, prompts, k, steps, seed, sampler, clamp, draws,   # checks k, steps, draws, prompts first
-               track_scores=rank_by == "mean-score")
+               track_scores=rank_by == "mean-score", guidance=guidance)
     check_ranking(rank_by, k, draws)
     for _ in run.steps():
         pass

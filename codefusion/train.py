@@ -276,10 +276,12 @@ def lr_at(step: int, stage_start: int, stage_len: int, recipe: Recipe, lr: float
 
 
 def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, unsup_prob: float = 0.5,
-               unroll_prob: float = 0.0, batch: tuple[list[str], torch.Tensor] | None = None):
+               unroll_prob: float = 0.0, batch: tuple[list[str], torch.Tensor] | None = None,
+               prompt_dropout: float = 0.0):
     """The loss of one batch: CodeFusion's three terms, or the AR baseline's cross-entropy, on the same inputs.
     unroll_prob: the share of self-conditioned rows trained on N's own earlier tokens (loss.py).
-    batch: (prompts, code ids) that replace data's rows idx (copy augmentation rewrites them)."""
+    batch: (prompts, code ids) that replace data's rows idx (copy augmentation rewrites them).
+    prompt_dropout: the share of fine-tuning rows that read the null prompt (classifier-free guidance)."""
     prompts, code = batch if batch is not None else ([data.prompts[i] for i in idx], data.code_ids[idx])
     code = code.to(device)
     if pretrain:
@@ -292,7 +294,8 @@ def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, un
         pad_mask = pad_mask & ~unsup[:, None]
         prompt_ids = prompt_ids.masked_fill(unsup[:, None], model.config.pad_token_id)   # noise has nothing to copy
     else:
-        memory, pad_mask, prompt_ids = model.encode_prompts(prompts, device)
+        null = torch.rand(len(prompts), device=device) < prompt_dropout if prompt_dropout else None
+        memory, pad_mask, prompt_ids = model.encode_prompts(prompts, device, null_rows=null)
     if model.config.architecture == "autoregressive":
         return model.loss(code, memory, pad_mask)
     return codefusion_loss(model, code, memory, pad_mask, unroll_prob=unroll_prob, prompt_ids=prompt_ids)
@@ -338,7 +341,7 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
                      tie_head=on_off(args.tie_head),
                      embed_scale=args.embed_scale, sentence_case_prompts=args.sentence_case_prompts or None,
                      share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition),
-                     dropout=args.dropout, copy_head=on_off(args.copy_head))
+                     dropout=args.dropout, copy_head=on_off(args.copy_head), prompt_dropout=args.prompt_dropout)
     if args.encoder:
         from transformers import T5EncoderModel
 
@@ -425,6 +428,9 @@ def train(args) -> Path:
                 raise CodeFusionError(f"--resume: the run in {out} was started with {flag} {saved}, not {given}")
             setattr(args, name, saved)
         args.save_fp16 = args.save_fp16 or bool(meta["args"].get("save_fp16"))   # a resumed run exports as it began
+        if args.prompt_dropout is not None and args.prompt_dropout != model.config.prompt_dropout:
+            raise CodeFusionError(f"--resume: the run in {out} was started with --prompt-dropout "
+                                  f"{model.config.prompt_dropout}, not {args.prompt_dropout}")
     elif args.init:
         shaping = [f"--{k.replace('_', '-')}" for k in INIT_FIXED if getattr(args, k) is not None]
         if shaping:  # the checkpoint fixes these; silently ignoring them would mislead
@@ -434,6 +440,8 @@ def train(args) -> Path:
             raise CodeFusionError(f"--init {args.init} is a CodeFusion checkpoint, not an autoregressive one")
         if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way
             model.config = model.config.replace(sentence_case_prompts=True)
+        if args.prompt_dropout is not None:   # a training setting: a fine-tuning link may start learning the null
+            model.config = model.config.replace(prompt_dropout=args.prompt_dropout)
     else:
         # The BPE sees the pre-training snippets when the run pre-trains (or when asked, to hold the tokenizer
         # fixed while the pre-training share changes); pre-training then uses this same seeded draw.
@@ -519,7 +527,7 @@ def train(args) -> Path:
             batch = (prompts, encode_codes(tokenizer, codes, config.code_len)[0])
         with accelerator.autocast():
             terms = loss_fn(data, idx, pretrain, device, PRETRAIN_TASKS[args.pretrain_tasks], unroll_prob=args.unroll,
-                            batch=batch)
+                            batch=batch, prompt_dropout=config.prompt_dropout)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(terms.total)
         accelerator.clip_grad_norm_(loss_fn.parameters(), 1.0)
@@ -610,6 +618,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="share of fine-tuning pairs whose literals that the request spells (CF arguments; Python names, "
                         "numbers and strings the request quotes; Bash quoted strings and file names) are replaced in "
                         "both by fresh ones, so they must be copied (default 0: off)")
+    p.add_argument("--prompt-dropout", type=float, default=None, metavar="P",
+                   help="share of fine-tuning rows that read the null prompt instead of their own, so that sampling "
+                        "can use classifier-free guidance (--guidance); stored in the config (default 0: off)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop (and save) at this step while keeping the full run's plan; continue with --resume")
     p.add_argument("--seed", type=int, default=0)
@@ -638,6 +649,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--copy-augment must be in [0, 1], got {args.copy_augment}")
     if args.copy_head == "on" and args.architecture != "codefusion":
         p.error("--copy-head is CodeFusion's H; the autoregressive baseline has none")
+    if args.prompt_dropout is not None and not 0 <= args.prompt_dropout < 1:
+        p.error(f"--prompt-dropout must be in [0, 1), got {args.prompt_dropout}")
+    if args.prompt_dropout and args.architecture != "codefusion":
+        p.error("--prompt-dropout trains the null prompt that guidance denoises with; the autoregressive baseline has none")
     if args.unroll and args.architecture != "codefusion":
         p.error("--unroll trains CodeFusion's denoising steps; the autoregressive baseline has none")
     if args.dropout is not None and not 0 <= args.dropout < 1:

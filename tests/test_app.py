@@ -194,7 +194,7 @@ def test_empty_programs_render(tiny_cf_checkpoint, monkeypatch, app):
 # ----------------------------------------------------------------------------- bad inputs
 
 BAD = [
-    dict(prompt=""), dict(prompt="   \n "), dict(prompt=None), dict(prompt=42),
+    dict(prompt=""), dict(prompt="   \n "), dict(prompt=None), dict(prompt=42), dict(prompt="\x00 \x00"),
     dict(language="klingon"), dict(language=None), dict(language=["cf"]),
     dict(steps=0), dict(steps=1201), dict(steps=-5), dict(steps=2.5), dict(steps="many"), dict(steps=None),
     dict(steps=float("nan")), dict(steps=float("inf")), dict(steps=10**30), dict(steps=True),

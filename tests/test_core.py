@@ -737,6 +737,7 @@ def test_generate_votes_over_the_same_draws(tiny_bash_checkpoint):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(prompt=""), "prompt is empty"),
     (dict(prompt="   \n\t"), "prompt is empty"),
+    (dict(prompt="\x00 \x00"), "prompt is empty"),   # empty once cleaned: the encoder cannot read zero tokens
     (dict(k=0), "k .* from 1 to"),
     (dict(k=-3), "k .* from 1 to"),
     (dict(k=10**6), "k .* from 1 to"),
