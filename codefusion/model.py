@@ -335,14 +335,14 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         (what the copy head copies). null_rows (bool, one per prompt): those rows read the null prompt instead,
         a lone mask token with nothing to copy: the dropped condition of classifier-free guidance."""
         ids, attn = self.tokenize_prompts(prompts, device)
+        copyable = ids
         if null_rows is not None and bool(null_rows.any()):
             rows = null_rows.to(ids.device)[:, None]
             lone = torch.arange(ids.shape[1], device=ids.device)[None, :] == 0
             attn = torch.where(rows, lone.long(), attn)
             ids = torch.where(rows, torch.where(lone, self.config.mask_token_id, self.config.pad_token_id), ids)
-            memory = self.encode(ids, attn)
-            return memory, attn == 0, ids.masked_fill(rows, self.config.pad_token_id)
-        return self.encode(ids, attn), attn == 0, ids
+            copyable = ids.masked_fill(rows, self.config.pad_token_id)
+        return self.encode(ids, attn), attn == 0, copyable
 
     def encode_null_prompts(self, n: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """encode_prompts' output for n rows of the null prompt (E runs once; the text is replaced anyway)."""
