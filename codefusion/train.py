@@ -49,8 +49,9 @@ class Recipe:
 
 
 # Settings an --init checkpoint fixes (its shapes and tokenizer).
+# (--copy-head on may add a fresh copy path to a checkpoint without one; see add_copy_path.)
 INIT_FIXED = ("code_len", "vocab_size", "width", "embed_dim", "denoiser_layers", "decoder_layers", "tie_head",
-              "share_embedding", "self_condition", "embed_scale", "dropout", "encoder", "copy_head")
+              "share_embedding", "self_condition", "embed_scale", "dropout", "encoder")
 
 # Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
 PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
@@ -377,6 +378,16 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
     return model
 
 
+def add_copy_path(model) -> None:
+    """Give an --init checkpoint without one a fresh copy path (H's pointer over the prompt): every other weight
+    is kept, so a fine-tuning link can learn to copy, e.g. from a retrieved program placed in the prompt."""
+    from codefusion.model import CopyHead, token_classes
+
+    model.config = model.config.replace(copy_head=True)
+    model.pointer = CopyHead(model.config)   # drawn from the run's seed, set before the model is loaded
+    model.pointer.classes.copy_(token_classes(model.tokenizer, model.config.vocab_size))
+
+
 @matmul_precision()   # what the run sets (--matmul-precision) is undone when it returns or fails
 def train(args) -> Path:
     from accelerate import Accelerator
@@ -442,6 +453,10 @@ def train(args) -> Path:
             model.config = model.config.replace(sentence_case_prompts=True)
         if args.prompt_dropout is not None:   # a training setting: a fine-tuning link may start learning the null
             model.config = model.config.replace(prompt_dropout=args.prompt_dropout)
+        if args.copy_head is not None and (args.copy_head == "on") != model.config.copy_head:
+            if args.copy_head == "off":
+                raise CodeFusionError(f"--init {args.init} has a trained copy path: --copy-head off would drop it")
+            add_copy_path(model)
     else:
         # The BPE sees the pre-training snippets when the run pre-trains (or when asked, to hold the tokenizer
         # fixed while the pre-training share changes); pre-training then uses this same seeded draw.

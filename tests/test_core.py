@@ -13,7 +13,7 @@ from codefusion.config import CodeFusionConfig, preset
 from codefusion.diffusion import GaussianDiffusion, sqrt_alpha_bar, sqrt_betas
 from codefusion.errors import CodeFusionError
 from codefusion.loss import codefusion_loss
-from codefusion.model import CodeFusion
+from codefusion.model import CodeFusion, token_classes
 from codefusion.pretraining import MASK, code_spans, mask_code, noise_memory
 
 from conftest import run_python, train_tiny
@@ -322,6 +322,27 @@ def test_truncation_notice_counts_the_prompt_as_e_reads_it(tiny_bash_checkpoint)
     notice = prepare_prompts(model, [prompt])[1]
     assert (notice != "") == (not as_written_over)
     assert prepare_prompts(model, [prompt + " a"])[1].startswith(f"prompt truncated to its first {limit} tokens")
+
+
+def test_init_can_add_a_copy_path_but_not_drop_one(data_dir, tmp_path, tiny_bash_checkpoint, capsys):
+    from codefusion.train import main
+
+    base = CodeFusion.from_pretrained(tiny_bash_checkpoint)
+    assert base.pointer is None
+    out = train_tiny(data_dir, tmp_path / "copy", "bash", 2, "--stage", "finetune", "--init", str(tiny_bash_checkpoint),
+                     "--copy-head", "on")
+    tuned = CodeFusion.from_pretrained(out)
+    assert tuned.config == base.config.replace(copy_head=True)
+    assert tuned.pointer is not None and any(k.startswith("pointer.") for k in tuned.state_dict())
+    # its classes come from the checkpoint's tokenizer, as when a run starts with the copy path
+    assert torch.equal(tuned.pointer.classes, token_classes(tuned.tokenizer, tuned.config.vocab_size))
+    assert set(tuned.state_dict()) - {k for k in tuned.state_dict() if k.startswith("pointer.")} == set(base.state_dict())
+    # on a checkpoint that has one, "on" changes nothing and "off" is refused rather than dropping trained weights
+    again = train_tiny(data_dir, tmp_path / "again", "bash", 1, "--stage", "finetune", "--init", str(out), "--copy-head", "on")
+    assert CodeFusion.from_pretrained(again).config == tuned.config
+    assert main(["--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "1", "--data-dir",
+                 str(data_dir), "--init", str(out), "--copy-head", "off", "--out", str(tmp_path / "off"), "--quiet"]) == 2
+    assert "has a trained copy path: --copy-head off would drop it" in capsys.readouterr().err
 
 
 def test_init_fine_tunes_a_checkpoint_and_refuses_settings_it_fixes(data_dir, tmp_path, tiny_bash_checkpoint, capsys):
