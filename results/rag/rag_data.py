@@ -1,0 +1,59 @@
+"""Retrieval-augmented prompts, the session-48 pilot in DECISIONS.md: write a copy of a benchmark file whose
+utterances read `<utterance> ### <nearest training program>`, for training and evaluating with the package's own
+commands (`--data-dir COPY`).
+
+    PYTHONPATH=. python results/rag/rag_data.py LANG DATA_DIR COPY_DIR [RANK]
+
+Train rows take the nearest train-slice row of another question (another ID); val rows the RANK-th distinct nearest
+program of the train slice, test rows that of the full train file (the retrieval baseline's index for each split).
+A research script, not part of the package."""
+import json, sys, os
+from pathlib import Path
+import numpy as np
+from codefusion.data import load_benchmark, train_val_split
+from codefusion.retrieval import TfidfRetriever
+
+lang, src, dst = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+RANK = int(sys.argv[4]) if len(sys.argv) > 4 else 1  # eval rows: the RANK-th distinct nearest program
+files = {"bash": "BashBenchmarks.json", "cf": "CFRuleBenchmarks.json", "python": "PythonBenchmarks.json"}
+SEP = " ### "
+full = load_benchmark(lang, "train", src)
+train, val = train_val_split(full)
+val_ids = {e.id for e in val}
+fit_train = TfidfRetriever.from_examples(train)
+train_ids = [e.id for e in train]
+fit_full = TfidfRetriever.from_examples(full)
+
+def nearest(ret, ids, nl, exclude_id=None):
+    sims = ret.scores(nl)
+    for i in np.argsort(-sims, kind="stable"):
+        if exclude_id is not None and ids[i] == exclude_id:
+            continue
+        return ret.codes[i]
+
+raw = json.load(open(src / "Benchmarks" / files[lang]))
+out = {"train": [], "test": []}
+for row in raw["train"]:
+    nl, code = row.get("NL Utterance"), row.get("Code")
+    if isinstance(nl, str) and nl.strip() and isinstance(code, str) and code.strip():
+        rid = str(row.get("ID"))
+        if rid in val_ids:
+            found = fit_train.search(nl.strip(), RANK)
+            nb = found[min(RANK, len(found)) - 1][0]
+        else:   # train rows: nearest row of another question
+            nb = nearest(fit_train, train_ids, nl.strip(), exclude_id=rid)
+        row = dict(row, **{"NL Utterance": nl.strip() + SEP + nb.strip()})
+    out["train"].append(row)
+full_ids = [e.id for e in full]
+for row in raw["test"]:
+    nl, code = row.get("NL Utterance"), row.get("Code")
+    if isinstance(nl, str) and nl.strip():
+        found = fit_full.search(nl.strip(), RANK)
+        nb = found[min(RANK, len(found)) - 1][0]
+        row = dict(row, **{"NL Utterance": nl.strip() + SEP + nb.strip()})
+    out["test"].append(row)
+(dst / "Benchmarks").mkdir(parents=True, exist_ok=True)
+json.dump(out, open(dst / "Benchmarks" / files[lang], "w"))
+if not (dst / "Pretraining Data").exists():
+    os.symlink(src / "Pretraining Data", dst / "Pretraining Data")
+print(len(out["train"]), len(out["test"]), out["train"][0]["NL Utterance"])
