@@ -35,9 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from codefusion import LANGUAGE_NAMES, metrics
+from codefusion import LANGUAGE_NAMES, SAMPLERS, metrics
 from codefusion.data import load_split, resolve_data_dir
 from codefusion.errors import CodeFusionError, run_cli
 
@@ -91,6 +89,7 @@ def counted_flops(model, run) -> int | None:
     """torch.utils.flop_counter's count of one denoiser call (attention through SDPA's math backend,
     whose matmuls it can see; the fused CPU kernel is invisible to it). None if it fails."""
     try:
+        import torch
         from torch.nn.attention import SDPBackend, sdpa_kernel
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -106,6 +105,8 @@ def counted_flops(model, run) -> int | None:
 def matmul_peak(n: int, repeats: int) -> dict:
     """GFLOP/s of an n x n fp32 torch.mm (after one warm-up), this process's thread count, from the fastest of the
     repeats: a peak, which another process's load can only lower, so the fastest run is the best estimate of it."""
+    import torch
+
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
     torch.mm(a, b, out=out)
@@ -132,27 +133,29 @@ def measure_latency(model, prompts: list[str], steps_list, ks, repeats: int, sam
     return rows
 
 
-@torch.inference_mode()
 def measure_throughput(model, prompt: str, k: int, sampler: str, calls: int, peak: dict) -> dict:
     """Per-step cost at k candidates: one denoiser call, one scheduler step, and their FLOP rate."""
+    import torch
+
     from codefusion.sampler import _Run
 
-    run = _Run(model, [prompt], k, 20, 0, sampler)
-    t = run.timesteps[len(run.timesteps) // 2]
-    tt = torch.full((run.x_t.shape[0],), t, dtype=torch.long, device=run.x_t.device)
-    x0 = model.denoise(run.x_t, tt, run.memory, run.pad_mask, None, cache=run.n_cache)
-    denoise = lambda: model.denoise(run.x_t, tt, run.memory, run.pad_mask, x0, cache=run.n_cache)  # noqa: E731
-    denoise()
-    step_s, _ = median_time(denoise, calls)
-    scheduler = model.diffusion.make_scheduler(sampler, 20)
-    scheduler.step(x0, t, run.x_t)
-    scheduler_s, _ = median_time(lambda: scheduler.step(x0, t, run.x_t), calls)
-    flops = denoiser_flops(model.config, run.x_t.shape[0], run.memory.shape[1])
-    gflops = flops["per_step"] / step_s / 1e9
-    return {"k": k, "batch": run.x_t.shape[0], "memory_len": run.memory.shape[1], "calls": calls,
-            "denoiser_step_s": step_s, "scheduler_step_s": scheduler_s, "flops": flops,
-            "flops_counted": counted_flops(model, run), "gflops": gflops,
-            "matmul_peak": peak, "peak_ratio": gflops / peak["gflops"]}
+    with torch.inference_mode():
+        run = _Run(model, [prompt], k, 20, 0, sampler)
+        t = run.timesteps[len(run.timesteps) // 2]
+        tt = torch.full((run.x_t.shape[0],), t, dtype=torch.long, device=run.x_t.device)
+        x0 = model.denoise(run.x_t, tt, run.memory, run.pad_mask, None, cache=run.n_cache)
+        denoise = lambda: model.denoise(run.x_t, tt, run.memory, run.pad_mask, x0, cache=run.n_cache)  # noqa: E731
+        denoise()
+        step_s, _ = median_time(denoise, calls)
+        scheduler = model.diffusion.make_scheduler(sampler, 20)
+        scheduler.step(x0, t, run.x_t)
+        scheduler_s, _ = median_time(lambda: scheduler.step(x0, t, run.x_t), calls)
+        flops = denoiser_flops(model.config, run.x_t.shape[0], run.memory.shape[1])
+        gflops = flops["per_step"] / step_s / 1e9
+        return {"k": k, "batch": run.x_t.shape[0], "memory_len": run.memory.shape[1], "calls": calls,
+                "denoiser_step_s": step_s, "scheduler_step_s": scheduler_s, "flops": flops,
+                "flops_counted": counted_flops(model, run), "gflops": gflops,
+                "matmul_peak": peak, "peak_ratio": gflops / peak["gflops"]}
 
 
 def measure_quality(model, lang: str, examples, steps_list, ks, sampler: str) -> list[dict]:
@@ -266,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matmul-repeats", type=int, default=None, help=f"(default {FULL['matmul_repeats']})")
     p.add_argument("--step-calls", type=int, default=None,
                    help=f"timed denoiser calls for the FLOP rate (default {FULL['step_calls']})")
-    p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ or ddpm")
+    p.add_argument("--sampler", default="ddim", choices=SAMPLERS, help="ddim (default), dpm++ or ddpm")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--tolerance", type=float, default=1.0, help="points of top-k the default may lose (1.0)")
     p.add_argument("--quality-from", default=None,
@@ -291,6 +294,8 @@ def _settings(args) -> dict:
 
 def run(args) -> dict:
     """Benchmark as the parsed arguments say; returns the report (also written to --out)."""
+    import torch   # here, not at the top: --help and argument errors answer without loading torch
+
     threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -301,6 +306,8 @@ def run(args) -> dict:
 
 
 def _run(args) -> dict:
+    import torch
+
     from codefusion.sampler import check_request, load_model
 
     s = _settings(args)

@@ -21,8 +21,6 @@ import argparse
 import json
 import sys
 
-import torch
-
 from codefusion import LANGUAGES
 from codefusion.errors import CodeFusionError, run_cli
 from codefusion.tokenization import sentence_case
@@ -42,49 +40,51 @@ def restyled_loss(model, prompts: list[str], codes: list[str], batch_size: int =
                                   max_examples=len(prompts)) for name, style in RESTYLES.items()}
 
 
-@torch.inference_mode()
 def token_accuracy(model, prompts: list[str], codes: list[str], timesteps=DEFAULT_TIMESTEPS, seed: int = 0,
                    batch_size: int = 64) -> list[dict]:
     """Per timestep: accuracy on program tokens with the right prompts ("prompt") and shuffled ones ("shuffled")."""
+    import torch   # here, not at the top: --help and argument errors answer without loading torch
+
     from codefusion.train import encode_codes
 
-    if model.config.architecture != "codefusion":
-        raise CodeFusionError("the probe needs a CodeFusion checkpoint (the AR baseline has no denoiser)")
-    if len(prompts) < 2:
-        raise CodeFusionError("the probe needs at least 2 tasks (one to shuffle against)")
-    T = model.config.diffusion_steps
-    bad = [t for t in timesteps if not 0 <= t < T]
-    if bad:
-        raise CodeFusionError(f"timesteps must be in 0..{T - 1}, got {bad}")
-    code_ids, _ = encode_codes(model.tokenizer, codes, model.config.code_len)
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(prompts), generator=gen)
-    order = torch.where(order == torch.arange(len(prompts)), order.roll(1), order)  # nobody keeps their own
-    shuffled = [prompts[i] for i in order.tolist()]
-    starts = range(0, len(prompts), batch_size)
-    # E_s does not depend on t: encode each batch's own and shuffled prompts once, not once per timestep.
-    encoded = {name: [model.encode_prompts(texts[s:s + batch_size]) for s in starts]
-               for name, texts in (("prompt", prompts), ("shuffled", shuffled))}
-    rows = []
-    for t in timesteps:
-        hits = {"prompt": 0, "shuffled": 0}
-        total = 0
-        for b, start in enumerate(starts):
-            ids = code_ids[start:start + batch_size]
-            x0 = model.embedding(ids)
-            tt = torch.full((ids.shape[0],), t, dtype=torch.long)
-            x_t = model.diffusion.q_sample(x0, tt, torch.randn(x0.shape, generator=gen))
-            content = ids != model.config.pad_token_id
-            total += int(content.sum())
-            for name, batches in encoded.items():
-                memory, pad, prompt_ids = batches[b]
-                x0_hat = model.denoise(x_t, tt, memory, pad)
-                x0_hat = model.denoise(x_t, tt, memory, pad, x0_hat)
-                pred = model.read(x0_hat, memory, pad, prompt_ids)[1].argmax(-1)
-                hits[name] += int(((pred == ids) & content).sum())
-        rows.append({"t": t, "prompt": 100 * hits["prompt"] / max(total, 1),
-                     "shuffled": 100 * hits["shuffled"] / max(total, 1), "tokens": total})
-    return rows
+    with torch.inference_mode():
+        if model.config.architecture != "codefusion":
+            raise CodeFusionError("the probe needs a CodeFusion checkpoint (the AR baseline has no denoiser)")
+        if len(prompts) < 2:
+            raise CodeFusionError("the probe needs at least 2 tasks (one to shuffle against)")
+        T = model.config.diffusion_steps
+        bad = [t for t in timesteps if not 0 <= t < T]
+        if bad:
+            raise CodeFusionError(f"timesteps must be in 0..{T - 1}, got {bad}")
+        code_ids, _ = encode_codes(model.tokenizer, codes, model.config.code_len)
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(prompts), generator=gen)
+        order = torch.where(order == torch.arange(len(prompts)), order.roll(1), order)  # nobody keeps their own
+        shuffled = [prompts[i] for i in order.tolist()]
+        starts = range(0, len(prompts), batch_size)
+        # E_s does not depend on t: encode each batch's own and shuffled prompts once, not once per timestep.
+        encoded = {name: [model.encode_prompts(texts[s:s + batch_size]) for s in starts]
+                   for name, texts in (("prompt", prompts), ("shuffled", shuffled))}
+        rows = []
+        for t in timesteps:
+            hits = {"prompt": 0, "shuffled": 0}
+            total = 0
+            for b, start in enumerate(starts):
+                ids = code_ids[start:start + batch_size]
+                x0 = model.embedding(ids)
+                tt = torch.full((ids.shape[0],), t, dtype=torch.long)
+                x_t = model.diffusion.q_sample(x0, tt, torch.randn(x0.shape, generator=gen))
+                content = ids != model.config.pad_token_id
+                total += int(content.sum())
+                for name, batches in encoded.items():
+                    memory, pad, prompt_ids = batches[b]
+                    x0_hat = model.denoise(x_t, tt, memory, pad)
+                    x0_hat = model.denoise(x_t, tt, memory, pad, x0_hat)
+                    pred = model.read(x0_hat, memory, pad, prompt_ids)[1].argmax(-1)
+                    hits[name] += int(((pred == ids) & content).sum())
+            rows.append({"t": t, "prompt": 100 * hits["prompt"] / max(total, 1),
+                         "shuffled": 100 * hits["shuffled"] / max(total, 1), "tokens": total})
+        return rows
 
 
 def main(argv=None) -> int:

@@ -209,8 +209,10 @@ def test_generate_refuses_a_device_this_machine_lacks(tiny_bash_checkpoint, devi
     ("codefusion.generate", ["hi", "--checkpoint", "x", "--sampler", "ddmi"]),
     ("codefusion.generate", ["hi", "--checkpoint", "x", "--rank", "votes"]),
     ("codefusion.evaluate", ["--lang", "cf", "--checkpoint", "x", "--out", "r.json", "--sampler", "ddmi"]),
+    ("codefusion.bench", ["--checkpoint", "x", "--out", "b.json", "--sampler", "ddmi"]),
+    ("codefusion.probe", ["--checkpoint", "x", "--lang", "cobol"]),
 ])
-def test_a_misspelt_sampler_or_ranking_is_refused_before_torch_loads(module, args):
+def test_a_misspelt_choice_is_refused_before_torch_loads(module, args):
     # Importing torch takes seconds; a typo should not (and evaluate used to find it only at the first task).
     code = (f"import sys\nfrom {module} import main\ntry:\n    main({args!r})\nexcept SystemExit as e:\n"
             f"    assert e.code == 2, e.code\nassert 'torch' not in sys.modules\nprint('refused early')")
