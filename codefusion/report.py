@@ -86,6 +86,30 @@ def mean_over_seeds(reports: list[dict], labels: list[str]) -> tuple[list[dict],
     return out, out_labels
 
 
+# config keys that do not change a report's figures: never named to tell two rows apart
+BOOKKEEPING = ("out", "curve", "curve_tasks", "batch_size")
+
+
+def distinct_labels(reports: list[dict], labels: list[str], keys=None) -> list[str]:
+    """Rows that would read alike gain the settings that differ between them (`weights ...`, `seed 1`, `data_dir
+    ...`), so that two models saved to one folder, or runs on two copies of the data, are told apart. `keys`: the
+    config keys that may be named (default: all but BOOKKEEPING)."""
+    out = list(labels)
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    for label, members in groups.items():
+        if len(members) < 2:
+            continue
+        cfgs = [reports[i].get("config", {}) for i in members]
+        names = keys if keys is not None else sorted({k for c in cfgs for k in c} - set(BOOKKEEPING))
+        differ = [k for k in names if len({json.dumps(c.get(k), default=str) for c in cfgs}) > 1]
+        for i, c in zip(members, cfgs):
+            if differ:
+                out[i] = f"{label} [{', '.join(f'{k} {c.get(k)}' for k in differ)}]"
+    return out
+
+
 def comparable(reports: list[dict], same_tasks: bool = False) -> bool:
     """Whether the reports share language, split and k values and, with same_tasks, the tasks in the same order."""
     def key(r: dict) -> tuple:
@@ -175,8 +199,11 @@ def main(argv=None) -> int:
             others = [load_report(Path(f)) for f in args.versus]
             print(versus(reports, others, labels[0], names.get(args.versus[0], others[0]["system"])))
             return
-        if args.mean_over_seeds:
+        if args.mean_over_seeds:   # averaged rows differ only in a system setting (seed_key), so name only those
             reports, labels = mean_over_seeds(reports, labels)
+            labels = distinct_labels(reports, labels, keys=SYSTEM_SETTINGS)
+        else:
+            labels = distinct_labels(reports, labels)
         print(table(reports, labels))
     return run_cli(body)
 

@@ -244,6 +244,12 @@ def test_reports_of_other_weights_at_the_same_path_are_not_pooled_as_seeds(tmp_p
     assert report_main(["--mean-over-seeds", files[0], files[1]]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| CodeFusion")]
     assert len(rows) == 2 and not any("seeds" in r for r in rows)
+    # the two rows would read alike (one folder): each names its weights, and nothing else
+    assert [r.split(" | ")[0].endswith(f"[weights {w}]") for r, w in zip(rows, weights)] == [True, True]
+    # without averaging, rows that read alike name whatever differs: here the weights and the seed
+    assert report_main([files[0], files[1]]) == 0
+    rows = [line.split(" | ")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("| CodeFusion")]
+    assert rows == [f"| CodeFusion (ddim, 2 steps): {folder} [seed {i}, weights {weights[i]}]" for i in (0, 1)]
 
 
 def _solved_report(solved_at: list, lang: str = "cf") -> dict:
