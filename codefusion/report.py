@@ -104,9 +104,10 @@ def distinct_labels(reports: list[dict], labels: list[str], keys=None) -> list[s
         cfgs = [reports[i].get("config", {}) for i in members]
         names = keys if keys is not None else sorted({k for c in cfgs for k in c} - set(BOOKKEEPING))
         differ = [k for k in names if len({json.dumps(c.get(k), default=str) for c in cfgs}) > 1]
+        if not differ:
+            continue
         for i, c in zip(members, cfgs):
-            if differ:
-                out[i] = f"{label} [{', '.join(f'{k} {c.get(k)}' for k in differ)}]"
+            out[i] = f"{label} [{', '.join(f'{k} {c.get(k)}' for k in differ)}]"
     return out
 
 

@@ -24,12 +24,10 @@ fit_train = TfidfRetriever.from_examples(train)
 train_ids = [e.id for e in train]
 fit_full = TfidfRetriever.from_examples(full)
 
-def nearest(ret, ids, nl, exclude_id=None):
+def nearest_other(ret, ids, nl, exclude_id):
+    """The code of the most similar indexed row whose ID is not exclude_id."""
     sims = ret.scores(nl)
-    for i in np.argsort(-sims, kind="stable"):
-        if exclude_id is not None and ids[i] == exclude_id:
-            continue
-        return ret.codes[i]
+    return next(ret.codes[i] for i in np.argsort(-sims, kind="stable") if ids[i] != exclude_id)
 
 raw = json.load(open(src / "Benchmarks" / files[lang]))
 out = {"train": [], "test": []}
@@ -41,10 +39,9 @@ for row in raw["train"]:
             found = fit_train.search(nl.strip(), RANK)
             nb = found[min(RANK, len(found)) - 1][0]
         else:   # train rows: nearest row of another question
-            nb = nearest(fit_train, train_ids, nl.strip(), exclude_id=rid)
+            nb = nearest_other(fit_train, train_ids, nl.strip(), rid)
         row = dict(row, **{"NL Utterance": nl.strip() + SEP + nb.strip()})
     out["train"].append(row)
-full_ids = [e.id for e in full]
 for row in raw["test"]:
     nl, code = row.get("NL Utterance"), row.get("Code")
     if isinstance(nl, str) and nl.strip():

@@ -2,7 +2,7 @@
 top-1/3/5, candidates in rank order.
 
     python results/rag/rag_merge.py r1.json r2.json ... rK.json"""
-import json, sys, statistics
+import json, sys
 paths = sys.argv[1:]
 reps = [json.load(open(p)) for p in paths]
 n = len(reps[0]["tasks"])
