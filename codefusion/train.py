@@ -17,6 +17,7 @@ import json
 import math
 import random
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -106,6 +107,22 @@ def build_pretrain_data(lang, tokenizer, config, snippets, train_codes, seed) ->
 
 
 # --- checkpoint state (no pickle anywhere: tensors in safetensors, the rest in JSON) ---------------
+def code_version(root: Path = Path(__file__).resolve().parent.parent) -> str | None:
+    """The git commit of the code that trains, with "+dirty" when files under codefusion/ differ from it; None outside
+    a git checkout of the project. A run repeats bit for bit only with the same code: the trainer's random draws
+    have changed between versions (README, "Bundled checkpoints")."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root.resolve():
+            return None   # the package sits inside some other repository
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "codefusion")
+        return git("rev-parse", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):   # no git, or not a repository
+        return None
+
+
 def save_state(model, optimizer, step: int, stage_steps: dict, out: Path, args_dict: dict, ema=None) -> None:
     from safetensors.torch import save_file
 
@@ -508,6 +525,7 @@ def train(args) -> Path:
         log({"event": "start", "config": config.to_dict(), "params": counts, "stage_steps": stage_steps,
              "batch_size": batch_size, "lr": lr, "seed": args.seed, "device": str(device),
              "cpu_capability": torch.backends.cpu.get_cpu_capability(),   # AVX2 / AVX512 ...: why run times differ
+             "code_version": code_version(),   # which code drew this run's random numbers
              "train_pairs": len(finetune_data), "val_pairs": len(val_data),
              "pretrain_snippets": len(pretrain_data) if pretrain_data else 0,
              "truncated_codes": {"finetune": ft_trunc, "pretrain": pt_trunc}})
@@ -516,7 +534,7 @@ def train(args) -> Path:
                   f"{stage_steps['pretrain']} pre-training + {stage_steps['finetune']} fine-tuning steps, batch {batch_size}",
                   file=sys.stderr)
     else:
-        log({"event": "resume", "step": step})
+        log({"event": "resume", "step": step, "code_version": code_version()})
 
     loss_fn.train()
     bar = tqdm(total=total, initial=step, disable=not accelerator.is_main_process or args.quiet, dynamic_ncols=True)

@@ -219,6 +219,8 @@ def test_bundle_packages_a_finished_run_with_its_command(data_dir, tmp_path, cap
     summary = json.loads((tmp_path / "ckpt" / "training_summary.json").read_text())
     assert summary["language"] == "cf" and summary["stage_steps"] == {"pretrain": 2, "finetune": 4}
     assert summary["cpu_capability"] == torch.backends.cpu.get_cpu_capability()   # the host's vector unit, recorded
+    from codefusion.train import code_version
+    assert summary["code_version"] == code_version()   # the commit that trained it (None outside a git checkout)
     assert "--seed 0" in summary["command"] and "--max-steps 6" in summary["command"]
     assert "--out OUT" in summary["command"] and str(tmp_path) not in summary["command"]
     assert Model.from_pretrained(tmp_path / "ckpt").config.language == "cf"
@@ -232,3 +234,26 @@ def test_bundle_packages_a_finished_run_with_its_command(data_dir, tmp_path, cap
     (tmp_path / "unfinished" / "log.jsonl").write_text('{"event": "start"}\n')
     assert bundle_main(["--run", str(tmp_path / "unfinished"), "--out", str(tmp_path / "x")]) == 2
     assert "not the log of a finished run" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_code_version_names_the_commit_and_says_when_the_code_differs_from_it(tmp_path):
+    """A run repeats bit for bit only with the code that drew its random numbers, so the trainer records the commit."""
+    import subprocess
+
+    from codefusion.train import code_version
+
+    assert code_version(tmp_path) is None                        # not a repository
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "codefusion").mkdir()
+    (tmp_path / "codefusion" / "train.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("notes\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert code_version(tmp_path) == head and len(head) == 40
+    (tmp_path / "README.md").write_text("more notes\n")         # only the package's own files count
+    assert code_version(tmp_path) == head
+    (tmp_path / "codefusion" / "train.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == head + "+dirty"
+    assert code_version(tmp_path / "codefusion") is None         # a folder inside another repository is not one
