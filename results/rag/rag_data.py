@@ -24,6 +24,11 @@ fit_train = TfidfRetriever.from_examples(train)
 train_ids = [e.id for e in train]
 fit_full = TfidfRetriever.from_examples(full)
 
+def ranked(ret, nl):
+    """The RANK-th distinct nearest program (the last one found, when fewer are distinct)."""
+    found = ret.search(nl, RANK)
+    return found[min(RANK, len(found)) - 1][0]
+
 def nearest_other(ret, ids, nl, exclude_id):
     """The code of the most similar indexed row whose ID is not exclude_id."""
     sims = ret.scores(nl)
@@ -36,8 +41,7 @@ for row in raw["train"]:
     if isinstance(nl, str) and nl.strip() and isinstance(code, str) and code.strip():
         rid = str(row.get("ID"))
         if rid in val_ids:
-            found = fit_train.search(nl.strip(), RANK)
-            nb = found[min(RANK, len(found)) - 1][0]
+            nb = ranked(fit_train, nl.strip())
         else:   # train rows: nearest row of another question
             nb = nearest_other(fit_train, train_ids, nl.strip(), rid)
         row = dict(row, **{"NL Utterance": nl.strip() + SEP + nb.strip()})
@@ -45,8 +49,7 @@ for row in raw["train"]:
 for row in raw["test"]:
     nl, code = row.get("NL Utterance"), row.get("Code")
     if isinstance(nl, str) and nl.strip():
-        found = fit_full.search(nl.strip(), RANK)
-        nb = found[min(RANK, len(found)) - 1][0]
+        nb = ranked(fit_full, nl.strip())
         row = dict(row, **{"NL Utterance": nl.strip() + SEP + nb.strip()})
     out["test"].append(row)
 (dst / "Benchmarks").mkdir(parents=True, exist_ok=True)
