@@ -12,6 +12,9 @@ from codefusion.errors import CodeFusionError
 
 ARCHITECTURES = ("codefusion", "autoregressive")
 
+# Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
+PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
+
 
 @dataclass
 class CodeFusionConfig:

@@ -32,7 +32,7 @@ RESTYLES = {"as written": lambda p: p, "first letter lower-cased": lambda p: p[:
 
 def restyled_loss(model, prompts: list[str], codes: list[str], batch_size: int = 64) -> dict[str, float]:
     """Validation loss over all the tasks with the prompts as written and restyled (same noise for each)."""
-    from codefusion.train import PairData, encode_codes, validation_loss
+    from codefusion.trainer import PairData, encode_codes, validation_loss
 
     code_ids, _ = encode_codes(model.tokenizer, codes, model.config.code_len)
     device = next(model.parameters()).device
@@ -45,7 +45,7 @@ def token_accuracy(model, prompts: list[str], codes: list[str], timesteps=DEFAUL
     """Per timestep: accuracy on program tokens with the right prompts ("prompt") and shuffled ones ("shuffled")."""
     import torch   # here, not at the top: --help and argument errors answer without loading torch
 
-    from codefusion.train import encode_codes
+    from codefusion.trainer import encode_codes
 
     with torch.inference_mode():
         if model.config.architecture != "codefusion":

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     from codefusion.data import load_split
     from codefusion.sampler import load_model
-    from codefusion.train import PairData, batch_loss, encode_codes, matmul_precision
+    from codefusion.trainer import PairData, batch_loss, encode_codes, matmul_precision
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -159,7 +159,7 @@ def test_no_decoder_ablation_trains_and_samples_like_diffusion_lm(data_dir, tmp_
 
 
 def test_pretraining_task_mix_is_a_flag(data_dir, tmp_path, monkeypatch):
-    from codefusion import train as train_module
+    from codefusion import trainer as train_module
 
     seen = []
     real = train_module.batch_loss
@@ -219,7 +219,7 @@ def test_bundle_packages_a_finished_run_with_its_command(data_dir, tmp_path, cap
     summary = json.loads((tmp_path / "ckpt" / "training_summary.json").read_text())
     assert summary["language"] == "cf" and summary["stage_steps"] == {"pretrain": 2, "finetune": 4}
     assert summary["cpu_capability"] == torch.backends.cpu.get_cpu_capability()   # the host's vector unit, recorded
-    from codefusion.train import code_version
+    from codefusion.trainer import code_version
     assert summary["code_version"] == code_version()   # the commit that trained it (None outside a git checkout)
     assert "--seed 0" in summary["command"] and "--max-steps 6" in summary["command"]
     assert "--out OUT" in summary["command"] and str(tmp_path) not in summary["command"]
@@ -240,7 +240,7 @@ def test_code_version_names_the_commit_and_says_when_the_code_differs_from_it(tm
     """A run repeats bit for bit only with the code that drew its random numbers, so the trainer records the commit."""
     import subprocess
 
-    from codefusion.train import code_version
+    from codefusion.trainer import code_version
 
     assert code_version(tmp_path) is None                        # not a repository
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]

@@ -147,7 +147,7 @@ def test_copy_head_trains_in_bfloat16(data_dir, tmp_path, monkeypatch, capsys):
 
     from accelerate.state import AcceleratorState
 
-    from codefusion import train as trainer
+    from codefusion import trainer
 
     monkeypatch.setattr(trainer, "cpu_low_precision_slowdown", lambda dtype: 40.0 if dtype == torch.bfloat16 else 1.0)
     # Accelerate fixes one precision per process; the other tests in this process train in float32.
@@ -167,7 +167,7 @@ def test_copy_head_trains_in_bfloat16(data_dir, tmp_path, monkeypatch, capsys):
 
 
 def test_emulated_precision_is_measured_and_warned_about_only_where_it_applies():
-    from codefusion.train import EMULATED_SLOWDOWN, cpu_low_precision_slowdown, emulated_precision_warning
+    from codefusion.trainer import EMULATED_SLOWDOWN, cpu_low_precision_slowdown, emulated_precision_warning
 
     torch.manual_seed(7)
     expected = torch.rand(3)

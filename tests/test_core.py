@@ -536,7 +536,8 @@ def test_ema_exports_the_stage_average_and_resumes_exactly(data_dir, tmp_path, c
 
 
 def test_bfloat16_matmuls_resume_exactly_and_leave_the_caller_at_full_precision(data_dir, tmp_path, capsys):
-    from codefusion.train import main, matmul_precision, parse_args, train
+    from codefusion.train import main, parse_args
+    from codefusion.trainer import matmul_precision, train
 
     args = ["--lang", "bash", "--preset", "tiny", "--max-steps", "8", "--data-dir", str(data_dir), "--quiet",
             "--snippet-limit", "500", "--eval-every", "4", "--save-every", "4"]

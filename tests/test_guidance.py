@@ -72,7 +72,8 @@ def test_bad_guidance_is_refused_with_a_clear_message(model, bad):
 
 
 def test_prompt_dropout_trains_on_the_null_prompt_in_that_share_of_rows(data_dir, tmp_path, monkeypatch, capsys):
-    from codefusion.train import PairData, batch_loss, main, validation_loss
+    from codefusion.train import main
+    from codefusion.trainer import PairData, batch_loss, validation_loss
 
     run = train_tiny(data_dir, tmp_path / "pd", "cf", 6, "--stage", "finetune", "--prompt-dropout", "0.5",
                      "--save-every", "3")

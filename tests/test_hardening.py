@@ -211,6 +211,8 @@ def test_generate_refuses_a_device_this_machine_lacks(tiny_bash_checkpoint, devi
     ("codefusion.evaluate", ["--lang", "cf", "--checkpoint", "x", "--out", "r.json", "--sampler", "ddmi"]),
     ("codefusion.bench", ["--checkpoint", "x", "--out", "b.json", "--sampler", "ddmi"]),
     ("codefusion.probe", ["--checkpoint", "x", "--lang", "cobol"]),
+    ("codefusion.train", ["--lang", "cobol", "--out", "x"]),
+    ("codefusion.train", ["--lang", "cf", "--out", "x", "--pretrain-tasks", "cdp"]),
 ])
 def test_a_misspelt_choice_is_refused_before_torch_loads(module, args):
     # Importing torch takes seconds; a typo should not (and evaluate used to find it only at the first task).
@@ -265,7 +267,7 @@ def test_train_cli_refuses_bad_arguments(data_dir, tmp_path, capsys, args, messa
 
 
 def test_stage_plan():
-    from codefusion.train import RECIPES, plan_stages
+    from codefusion.trainer import RECIPES, plan_stages
 
     small = RECIPES["small"]   # 200 + 600
     assert plan_stages(small, "all") == {"pretrain": 200, "finetune": 600}

@@ -12,7 +12,7 @@ import torch
 from codefusion import sampler as S
 from codefusion.data import load_split
 from codefusion.retrieval import TfidfRetriever
-from codefusion.train import encode_codes
+from codefusion.trainer import encode_codes
 from codefusion.evaluate import score_task, summarize, Answer
 
 lang, split, ckpt = sys.argv[1], sys.argv[2], sys.argv[3]
