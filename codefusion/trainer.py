@@ -513,12 +513,13 @@ def train(args) -> Path:
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    version = code_version() if accelerator.is_main_process else None   # only rank 0 writes the log
     if step == 0:
         counts = raw.num_parameters_by_part()
         log({"event": "start", "config": config.to_dict(), "params": counts, "stage_steps": stage_steps,
              "batch_size": batch_size, "lr": lr, "seed": args.seed, "device": str(device),
              "cpu_capability": torch.backends.cpu.get_cpu_capability(),   # AVX2 / AVX512 ...: why run times differ
-             "code_version": code_version(),   # which code drew this run's random numbers
+             "code_version": version,   # which code drew this run's random numbers
              "train_pairs": len(finetune_data), "val_pairs": len(val_data),
              "pretrain_snippets": len(pretrain_data) if pretrain_data else 0,
              "truncated_codes": {"finetune": ft_trunc, "pretrain": pt_trunc}})
@@ -527,7 +528,7 @@ def train(args) -> Path:
                   f"{stage_steps['pretrain']} pre-training + {stage_steps['finetune']} fine-tuning steps, batch {batch_size}",
                   file=sys.stderr)
     else:
-        log({"event": "resume", "step": step, "code_version": code_version()})
+        log({"event": "resume", "step": step, "code_version": version})
 
     loss_fn.train()
     bar = tqdm(total=total, initial=step, disable=not accelerator.is_main_process or args.quiet, dynamic_ncols=True)
