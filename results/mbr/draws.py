@@ -29,4 +29,5 @@ for s in range(0, len(examples), 8):   # 8 prompts per batch, as the evaluator b
         own = sorted(cands[i * DRAWS:(i + 1) * DRAWS], key=lambda c: -c.score)
         rows.append({"nl": e.nl, "gold": e.code, "draws": [[c.text, float(c.score)] for c in own]})
     print(s + len(batch), round(time.time() - t0, 1), flush=True)
-json.dump(rows, open(out, "w"))
+json.dump({"checkpoint": ckpt, "split": split, "seed": seed, "sampler": "ddim", "steps": 20,
+           "draws_per_task": DRAWS, "tasks": rows}, open(out, "w"))

@@ -54,7 +54,7 @@ def candidates(draws):
 
 
 for path in sys.argv[1:]:
-    rows = json.load(open(path))
+    rows = json.load(open(path))["tasks"]
     print(path, len(rows), "tasks; top-1 / 3 / 5")
     print("  by score       ", top_k(rows, lambda d: [c.text for c in rank(candidates(d), 5)]))
     print("  vote           ", top_k(rows, lambda d: [c.text for c in rank(candidates(d), 5, key=lambda t: program_key("bash", t))]))
