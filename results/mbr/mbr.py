@@ -7,23 +7,17 @@ draws that nearly agree count too; variants: similarity of the raw commands, par
 import json
 import sys
 
+from rapidfuzz.distance import Levenshtein
+
 from codefusion.metrics import bash_match, is_valid, program_key
 from codefusion.sampler import Candidate, rank
 
 
-def edit_distance(a, b):
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
 def similarity(a, b):
+    """1 - Levenshtein distance over the longer length, on whitespace tokens (templates are space-joined tokens,
+    which metrics.code_tokens would split further: `-name` into `-` and `name`)."""
     a, b = a.lstrip("\0").split(), b.lstrip("\0").split()   # "\0" marks bashlex's fallback template
-    return 1 - edit_distance(a, b) / max(len(a), len(b), 1)
+    return 1 - Levenshtein.normalized_distance(a, b)
 
 
 def mbr(draws, k, raw=False):
