@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from codefusion import metrics
-from codefusion.data import BENCHMARK_FILES, SNIPPET_FILES, resolve_data_dir
+from codefusion.data import BENCHMARK_FILES, SNIPPET_FILES, load_snippets, resolve_data_dir
 from codefusion.errors import CodeFusionError
 
 
@@ -28,8 +28,7 @@ def main(src: str, out: str) -> None:
     bench = json.loads((src / "Benchmarks" / BENCHMARK_FILES["bash"]).read_text(encoding="utf-8"))
     bench["train"] = [dict(row, Code=template(row["Code"]) + "\n") for row in bench["train"]]
     (out / "Benchmarks" / BENCHMARK_FILES["bash"]).write_text(json.dumps(bench), encoding="utf-8")
-    lines = (src / "Pretraining Data" / SNIPPET_FILES["bash"]).read_text(encoding="utf-8", errors="replace")
-    snippets = [template(s.strip()) for s in lines.splitlines() if s.strip()]
+    snippets = [template(s) for s in load_snippets("bash", src)]  # the trainer's reader: stripped, deduplicated
     (out / "Pretraining Data" / SNIPPET_FILES["bash"]).write_text("\n".join(snippets) + "\n", encoding="utf-8")
     print(f"{len(bench['train'])} training pairs and {len(snippets)} snippets templated into {out}")
 
