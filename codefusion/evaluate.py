@@ -51,22 +51,28 @@ def gold_answers(batch: list[Example], k: int) -> list[list[Answer]]:
 
 
 class RetrievalSource:
-    """k nearest distinct training codes for each prompt."""
+    """k nearest distinct training codes for each prompt; with a reranker (codefusion.rerank), the k best of the
+    nearest POOL programs, one per program as the metric sees it, by TF-IDF's similarity fused with a model's score."""
 
-    def __init__(self, lang: str, split: str, data_dir, ground_literals: bool = False):
+    def __init__(self, lang: str, split: str, data_dir, ground_literals: bool = False, reranker=None):
         from codefusion.retrieval import TfidfRetriever
 
         self.fit_split = RETRIEVAL_FIT_SPLIT[split]
         self.retriever = TfidfRetriever.from_examples(load_split(lang, self.fit_split, data_dir))
-        self.lang, self.ground_literals = lang, ground_literals
+        self.lang, self.ground_literals, self.reranker = lang, ground_literals, reranker
 
     def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
+        from codefusion import rerank
+
         out = []
         for ex in batch:
-            found = self.retriever.search(ex.nl, k)
+            found = (self.retriever.search(ex.nl, k) if self.reranker is None
+                     else rerank.pool(self.retriever, self.lang, ex.nl))
             if self.ground_literals:   # a retrieved program adapted to the request: its constants from the request
                 grounding = metrics.literal_grounding(self.lang, ex.nl)
                 found = [(grounding(code), score) for code, score in found]
+            if self.reranker is not None:
+                found = self.reranker(ex.nl, found)[:k]
             out.append([Answer(code, score) for code, score in found])
         return out
 
@@ -302,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-literals", action="store_true",
                    help="CF: round each candidate's literal arguments to the request (the most similar span or "
                         "number it writes) before ranking; with --baseline retrieval, adapt the retrieved rules")
+    p.add_argument("--rerank", default=None, metavar="CHECKPOINT",
+                   help="with --baseline retrieval: reorder the nearest 20 programs (one per template, AST or rule) "
+                        "by this checkpoint's score of each, fused with TF-IDF's similarity (a retrieve-and-rerank "
+                        "hybrid, not the paper's method; see results/rerank/)")
+    p.add_argument("--rerank-weight", type=float, default=None, metavar="W",
+                   help="the model score's weight against TF-IDF's, both z-scored within the pool (default 1.5)")
+    p.add_argument("--rerank-templates", action="store_true",
+                   help="Bash: the --rerank checkpoint was trained on NL2Bash templates, so it scores each program's "
+                        "template (results/template/make_data.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
     p.add_argument("--subset", type=int, default=None,
@@ -339,6 +354,14 @@ def _check_args(args) -> None:
                               "a checkpoint or --baseline retrieval")
     if args.rank == "vote" and (args.draws is None or args.draws <= max(args.k)):
         raise CodeFusionError(f"--rank vote counts agreeing draws: pass --draws above the largest --k ({max(args.k)})")
+    if args.rerank is None and (args.rerank_templates or args.rerank_weight is not None):
+        raise CodeFusionError("--rerank-weight and --rerank-templates shape --rerank: pass --rerank CHECKPOINT too")
+    if args.rerank is not None and args.baseline != "retrieval":
+        raise CodeFusionError("--rerank reorders retrieved programs: use it with --baseline retrieval")
+    if args.rerank_weight is not None and not args.rerank_weight >= 0:
+        raise CodeFusionError(f"--rerank-weight must be 0 or more, got {args.rerank_weight}")
+    if args.rerank_templates and args.lang != "bash":
+        raise CodeFusionError("--rerank-templates scores NL2Bash templates: use it with --lang bash")
     if args.guidance != 1 and args.checkpoint is None:
         raise CodeFusionError("--guidance steers CodeFusion's denoiser: it needs --checkpoint")
     if args.curve and args.checkpoint is None:
@@ -358,6 +381,29 @@ def select_tasks(examples: list, limit: int | None = None, subset: int | None = 
     return [examples[i] for i in sorted(draw)]
 
 
+def retrieval_source(args, data_dir) -> tuple[RetrievalSource, str]:
+    """The retrieval baseline, reranked by a checkpoint with --rerank, and the report's name for it."""
+    grounded = ", literals grounded" if args.ground_literals else ""
+    if args.rerank is None:
+        source = RetrievalSource(args.lang, args.split, data_dir, args.ground_literals)
+        return source, f"retrieval baseline (TF-IDF over {source.fit_split}{grounded})"
+    from codefusion.model import weights_fingerprint
+    from codefusion.rerank import POOL, WEIGHT, Reranker
+    from codefusion.sampler import load_model
+
+    if args.rerank_weight is None:
+        args.rerank_weight = WEIGHT   # so that the report's config shows the weight used
+    model = load_model(args.rerank, revision=args.revision, device=args.device, lang=args.lang,
+                       name=f"--rerank {args.rerank}")
+    source = RetrievalSource(args.lang, args.split, data_dir, args.ground_literals,
+                             Reranker(model, args.rerank_weight, args.rerank_templates))
+    source.weights = weights_fingerprint(model)
+    scorer = "AR" if model.config.architecture == "autoregressive" else "CodeFusion"
+    templates = ", scoring templates" if args.rerank_templates else ""
+    return source, (f"retrieval (TF-IDF over {source.fit_split}{grounded}), nearest {POOL} reranked by {scorer} "
+                     f"fused with TF-IDF (weight {args.rerank_weight:g}{templates}): {args.rerank}")
+
+
 def run(args) -> dict:
     """Evaluate as the parsed arguments say and return the report (also written to --out)."""
     _check_args(args)
@@ -374,9 +420,7 @@ def run(args) -> dict:
                              guidance=args.guidance)
         system = f"{source.system}: {args.checkpoint}"
     elif args.baseline == "retrieval":
-        source = RetrievalSource(args.lang, args.split, data_dir, args.ground_literals)
-        grounded = ", literals grounded" if args.ground_literals else ""
-        system = f"retrieval baseline (TF-IDF over {source.fit_split}{grounded})"
+        source, system = retrieval_source(args, data_dir)
     else:
         source, system = gold_answers, "gold (sanity check)"
 

@@ -292,6 +292,12 @@ def bash_fallback_template(command: str) -> str:
     return " ".join(out)
 
 
+def bash_any_template(command: str) -> str:
+    """bashlex's template, or the token-level one where bashlex cannot parse the command."""
+    template = bash_template(command)
+    return template if template is not None else bash_fallback_template(command)
+
+
 def bash_valid(command: str) -> bool:
     """Syntactic validity: bashlex parses the command (it is never run)."""
     return bash_template(command) is not None

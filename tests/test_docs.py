@@ -135,6 +135,10 @@ SUMMARY_ROWS = {
             ["results/subset500/bash_ar_vote40.json", "results/subset500/bash_ar_vote40_seed*.json"],
         "AR T5 baseline, all 2,522 tasks, beam search / sampling":
             (["results/ar19200/bash_ar_beam_test_all.json"], ["results/ar19200/bash_ar_sample_test_all.json"]),
+        "retrieve and rerank (a hybrid: writes nothing): retrieval's nearest 20 reordered by CodeFusion trained on "
+        "templates (9600 steps, not bundled), fused with TF-IDF (`--rerank`)": ["results/rerank/test500_codefusion.json"],
+        "the same, reordered by the AR model trained on templates (9600 steps; `--rerank-weight 2`)":
+            ["results/rerank/test500_ar.json"],
         "AR T5 baseline, 12800 steps (bfloat16), vote over 40 draws": ["results/subset500/bash_ar12800_vote40.json"],
         "retrieval (TF-IDF)": ["results/subset500/bash_retrieval.json"],
         "retrieval, all 2,522 tasks": ["results/bash_retrieval.json"],

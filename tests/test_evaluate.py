@@ -148,6 +148,14 @@ def test_subset_is_a_fixed_random_sample(tmp_path, data_dir):
     (["--lang", "cf", "--checkpoint", "x", "--rank", "vote"], "--rank vote counts agreeing draws"),
     (["--lang", "cf", "--checkpoint", "x", "--draws", "5", "--rank", "vote"], "--draws above the largest --k (5)"),
     (["--lang", "cf", "--checkpoint", "/nonexistent/checkpoint"], ""),
+    (["--lang", "cf", "--checkpoint", "x", "--rerank", "y"], "--rerank reorders retrieved programs"),
+    (["--lang", "cf", "--baseline", "gold", "--rerank", "y"], "use it with --baseline retrieval"),
+    (["--lang", "cf", "--baseline", "retrieval", "--rerank-weight", "2"], "pass --rerank CHECKPOINT too"),
+    (["--lang", "bash", "--baseline", "retrieval", "--rerank-templates"], "pass --rerank CHECKPOINT too"),
+    (["--lang", "cf", "--baseline", "retrieval", "--rerank", "y", "--rerank-weight", "-1"], "must be 0 or more"),
+    (["--lang", "cf", "--baseline", "retrieval", "--rerank", "y", "--rerank-weight", "nan"], "must be 0 or more"),
+    (["--lang", "cf", "--baseline", "retrieval", "--rerank", "y", "--rerank-templates"], "use it with --lang bash"),
+    (["--lang", "cf", "--baseline", "retrieval", "--rerank", "/nonexistent/checkpoint"], ""),
 ])
 def test_bad_arguments(args, message, tmp_path, data_dir, capsys):
     rc = main(["--data-dir", str(data_dir), "--out", str(tmp_path / "r.json"), *args])

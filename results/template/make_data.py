@@ -16,19 +16,14 @@ from codefusion.data import BENCHMARK_FILES, SNIPPET_FILES, load_snippets, resol
 from codefusion.errors import CodeFusionError
 
 
-def template(command: str) -> str:
-    tpl = metrics.bash_template(command)
-    return tpl if tpl is not None else metrics.bash_fallback_template(command)
-
-
 def main(src: str, out: str) -> None:
     src, out = resolve_data_dir(src), Path(out)  # a clear error when SRC is not a data folder
     (out / "Benchmarks").mkdir(parents=True, exist_ok=True)
     (out / "Pretraining Data").mkdir(parents=True, exist_ok=True)
     bench = json.loads((src / "Benchmarks" / BENCHMARK_FILES["bash"]).read_text(encoding="utf-8"))
-    bench["train"] = [dict(row, Code=template(row["Code"]) + "\n") for row in bench["train"]]
+    bench["train"] = [dict(row, Code=metrics.bash_any_template(row["Code"]) + "\n") for row in bench["train"]]
     (out / "Benchmarks" / BENCHMARK_FILES["bash"]).write_text(json.dumps(bench), encoding="utf-8")
-    snippets = [template(s) for s in load_snippets("bash", src)]  # the trainer's reader: stripped, deduplicated
+    snippets = [metrics.bash_any_template(s) for s in load_snippets("bash", src)]  # the trainer's reader: stripped, deduplicated
     (out / "Pretraining Data" / SNIPPET_FILES["bash"]).write_text("\n".join(snippets) + "\n", encoding="utf-8")
     print(f"{len(bench['train'])} training pairs and {len(snippets)} snippets templated into {out}")
 
