@@ -111,6 +111,11 @@ SUMMARY_ROWS = {
             ["results/train_seed/cf_ar_aug_trainseed*_sample_draws20vf_grounded_test_seed*.json"],
         "retrieval (TF-IDF)": ["results/cf_retrieval.json"],
         "retrieval, constants grounded": ["results/copy_head/cf_retrieval_grounded_test.json"],
+        "retrieve and rerank (a hybrid: writes nothing): grounded retrieval's nearest 20 reordered by the bundled "
+        "model, fused with TF-IDF (`--rerank checkpoints/cf --ground-literals`)":
+            ["results/rerank/cf_test_codefusion_grounded.json"],
+        "the same, reordered by the AR baseline with fresh literals (training seed 0)":
+            ["results/rerank/cf_test_ar_grounded.json"],
     },
     "Bash": {
         "CodeFusion, ours, bundled (`small`, 5.35M, 22400 steps)": ["checkpoints/bash/eval_test.json"],
