@@ -62,12 +62,12 @@ class RetrievalSource:
         self.lang, self.ground_literals, self.reranker = lang, ground_literals, reranker
 
     def __call__(self, batch: list[Example], k: int) -> list[list[Answer]]:
-        from codefusion import rerank
+        if self.reranker is not None:
+            from codefusion.rerank import pool   # torch: only for a reranked run, not for plain retrieval
 
         out = []
         for ex in batch:
-            found = (self.retriever.search(ex.nl, k) if self.reranker is None
-                     else rerank.pool(self.retriever, self.lang, ex.nl))
+            found = self.retriever.search(ex.nl, k) if self.reranker is None else pool(self.retriever, self.lang, ex.nl)
             if self.ground_literals:   # a retrieved program adapted to the request: its constants from the request
                 grounding = metrics.literal_grounding(self.lang, ex.nl)
                 found = [(grounding(code), score) for code, score in found]

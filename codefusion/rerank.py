@@ -61,12 +61,13 @@ def codefusion_scores(model, prompt: str, programs: list[str], timesteps: int = 
     x0 = model.embedding(ids)
     g = torch.Generator().manual_seed(zlib.crc32(prompt.encode("utf-8")))
     noise = torch.randn((timesteps, 1) + tuple(x0.shape[1:]), generator=g).to(device=device, dtype=x0.dtype)
-    t = torch.tensor([int((i + 0.5) * model.diffusion.T / timesteps) for i in range(timesteps)], device=device)
-    rows = timesteps * n                                              # timestep-major: row = i * n + program
-    x_t = model.diffusion.q_sample(x0.repeat(timesteps, 1, 1), t.repeat_interleave(n),
+    levels = torch.tensor([int((i + 0.5) * model.diffusion.T / timesteps) for i in range(timesteps)], device=device)
+    t = levels.repeat_interleave(n)                                   # timestep-major: row = i * n + program
+    rows = timesteps * n
+    x_t = model.diffusion.q_sample(x0.repeat(timesteps, 1, 1), t,
                                    noise.expand(-1, n, -1, -1).reshape(rows, *x0.shape[1:]))
     mem, mask, pids = memory.expand(rows, -1, -1), pad_mask.expand(rows, -1), prompt_ids.expand(rows, -1)
-    _, scores = model.read(model.denoise(x_t, t.repeat_interleave(n), mem, mask), mem, mask, pids)
+    _, scores = model.read(model.denoise(x_t, t, mem, mask), mem, mask, pids)
     ce = F.cross_entropy(scores.transpose(1, 2).float(), ids.repeat(timesteps, 1), reduction="none").mean(1)
     return (-ce.view(timesteps, n).mean(0)).tolist()
 

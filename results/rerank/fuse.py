@@ -9,25 +9,21 @@ Usage: python results/rerank/fuse.py REPORT.json                  the grid of w 
 import json
 import sys
 
-import numpy as np
-
 from codefusion import metrics
 from codefusion.report import paired_bootstrap
+from codefusion.rerank import fuse
 
 GRID = (0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3)
 
 
-def z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() + 1e-9)
-
-
 def fused_ranks(tasks: list[dict], name: str, w: float) -> list[int | None]:
-    """Each task's rank (1-5) of the first right program in the fused order, None if none in the first five."""
+    """Each task's rank (1-5) of the first right program in the fused order (the evaluator's `rerank.fuse`), None
+    if none in the first five."""
     ranks = []
     for t in tasks:
-        f = z(np.array(t["sims"])) + w * z(np.array(t["scores"][name]))
-        order = sorted(range(len(f)), key=lambda j: -f[j])   # stable: ties keep TF-IDF's order
-        ranks.append(next((r + 1 for r, j in enumerate(order[:5]) if j in set(t["hits"])), None))
+        order = [j for j, _ in fuse(t["sims"], t["scores"][name], w)]
+        hits = set(t["hits"])
+        ranks.append(next((r + 1 for r, j in enumerate(order[:5]) if j in hits), None))
     return ranks
 
 
