@@ -80,13 +80,17 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
             out[i, n] = self.eos_token_id
         return out
 
-    def loss(self, code_ids: torch.Tensor, memory: torch.Tensor, memory_pad_mask: torch.Tensor | None) -> LossTerms:
-        """Teacher-forced cross-entropy given the encoder's states (or noise, for unsupervised generation)."""
+    def teacher_forced(self, code_ids: torch.Tensor, memory: torch.Tensor, memory_pad_mask: torch.Tensor | None):
+        """T5's decoder reading the code given the encoder's states: (its output, with .loss and .logits; labels)."""
         from transformers.modeling_outputs import BaseModelOutput
 
         attn = None if memory_pad_mask is None else (~memory_pad_mask).long()
-        ce = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=memory), attention_mask=attn,
-                     labels=self.labels(code_ids)).loss   # mean token cross-entropy, -100 ignored
+        labels = self.labels(code_ids)
+        return self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=memory), attention_mask=attn, labels=labels), labels
+
+    def loss(self, code_ids: torch.Tensor, memory: torch.Tensor, memory_pad_mask: torch.Tensor | None) -> LossTerms:
+        """Teacher-forced cross-entropy given the encoder's states (or noise, for unsupervised generation)."""
+        ce = self.teacher_forced(code_ids, memory, memory_pad_mask)[0].loss   # mean token cross-entropy, -100 ignored
         zero = torch.zeros((), device=ce.device)
         return LossTerms(total=ce, denoise=zero, decoder=zero, ce=ce)
 

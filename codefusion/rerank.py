@@ -75,15 +75,11 @@ def codefusion_scores(model, prompt: str, programs: list[str], timesteps: int = 
 @torch.no_grad()
 def autoregressive_scores(model, prompt: str, programs: list[str]) -> list[float]:
     """The teacher-forced log-likelihood of each program and its end token."""
-    from transformers.modeling_outputs import BaseModelOutput
-
     ids = _code_ids(model, programs)
     n = len(programs)
     memory, pad_mask, _ = model.encode_prompts([prompt], ids.device)
-    labels = model.labels(ids)
-    logits = model.t5(encoder_outputs=BaseModelOutput(last_hidden_state=memory.expand(n, -1, -1)),
-                      attention_mask=(~pad_mask).long().expand(n, -1), labels=labels).logits
-    nll = F.cross_entropy(logits.transpose(1, 2).float(), labels, reduction="none", ignore_index=-100)
+    out, labels = model.teacher_forced(ids, memory.expand(n, -1, -1), pad_mask.expand(n, -1))
+    nll = F.cross_entropy(out.logits.transpose(1, 2).float(), labels, reduction="none", ignore_index=-100)
     return (-nll.sum(1)).tolist()
 
 
