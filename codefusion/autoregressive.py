@@ -86,7 +86,8 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
 
         attn = None if memory_pad_mask is None else (~memory_pad_mask).long()
         labels = self.labels(code_ids)
-        return self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=memory), attention_mask=attn, labels=labels), labels
+        out = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=memory), attention_mask=attn, labels=labels)
+        return out, labels
 
     def loss(self, code_ids: torch.Tensor, memory: torch.Tensor, memory_pad_mask: torch.Tensor | None) -> LossTerms:
         """Teacher-forced cross-entropy given the encoder's states (or noise, for unsupervised generation)."""
