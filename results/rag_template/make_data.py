@@ -21,10 +21,11 @@ from codefusion.retrieval import TfidfRetriever
 SEP = " ### "
 
 
-def ranked(ret: TfidfRetriever, nl: str, rank: int) -> str:
-    """The rank-th distinct nearest program (the last one found, when fewer are distinct)."""
-    found = ret.search(nl, rank)
-    return found[min(rank, len(found)) - 1][0]
+def nearest(ret: TfidfRetriever, nl: str, max_rank: int) -> list[str]:
+    """The programs of ranks 1..max_rank, distinct, nearest first (the last one found repeated, when fewer are
+    distinct): searched once per row for every copy."""
+    found = [code for code, _ in ret.search(nl, max_rank)]
+    return found + found[-1:] * (max_rank - len(found))
 
 
 def nearest_other(ret: TfidfRetriever, ids: list[str], nl: str, exclude_id: str) -> str:
@@ -49,7 +50,7 @@ def main(src: str, out: str, max_rank: int = 5) -> None:
     def usable(row) -> bool:
         return all(isinstance(row.get(f), str) and row[f].strip() for f in ("NL Utterance", "Code"))
 
-    train_rows = {}   # ID-independent: a train-slice row's prompt is the same in every copy
+    train_rows = {}   # rank-independent: a train-slice row's prompt is the same in every copy
     for i, row in enumerate(raw["train"]):
         if usable(row) and str(row.get("ID", i)) not in val_ids:
             nb = nearest_other(fit_train, train_ids, row["NL Utterance"].strip(), str(row.get("ID", i)))
@@ -61,18 +62,23 @@ def main(src: str, out: str, max_rank: int = 5) -> None:
         (folder / "Benchmarks" / BENCHMARK_FILES["bash"]).write_text(json.dumps(bench), encoding="utf-8")
         (folder / "Pretraining Data" / SNIPPET_FILES["bash"]).write_text("\n".join(snippets) + "\n", encoding="utf-8")
 
+    def neighbours(ret: TfidfRetriever, row) -> list[str] | None:
+        nl = row.get("NL Utterance")
+        return nearest(ret, nl.strip(), max_rank) if isinstance(nl, str) and nl.strip() else None
+
+    val_near = {i: neighbours(fit_train, row) for i, row in enumerate(raw["train"]) if i not in train_rows and usable(row)}
+    test_near = [neighbours(fit_full, row) for row in raw["test"]]
     for rank in range(1, max_rank + 1):
         rows = []
         for i, row in enumerate(raw["train"]):
             if i in train_rows:
                 rows.append(train_rows[i])
-            elif usable(row):   # a val row: the retrieval baseline's rank-th program
-                rows.append(dict(row, **{"NL Utterance": augmented(row["NL Utterance"],
-                                                                    ranked(fit_train, row["NL Utterance"].strip(), rank))}))
+            elif i in val_near:   # a val row: the retrieval baseline's rank-th program
+                rows.append(dict(row, **{"NL Utterance": augmented(row["NL Utterance"], val_near[i][rank - 1])}))
             else:
                 rows.append(row)
-        test = [dict(row, **{"NL Utterance": augmented(row["NL Utterance"], ranked(fit_full, row["NL Utterance"].strip(), rank))})
-                if isinstance(row.get("NL Utterance"), str) and row["NL Utterance"].strip() else row for row in raw["test"]]
+        test = [row if near is None else dict(row, **{"NL Utterance": augmented(row["NL Utterance"], near[rank - 1])})
+                for row, near in zip(raw["test"], test_near)]
         write(out / f"eval_rank{rank}", {"train": rows, "test": test})
         if rank == 1:   # training copy: every train row (val slice too, for a comparable val loss) a template
             write(out / "train", {"train": [dict(r, Code=template(r["Code"]) + "\n") if usable(r) else r for r in rows],
