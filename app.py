@@ -248,6 +248,8 @@ class ModelRegistry:
         quality = self._quality.get(lang)
         return (f"**{LANGUAGE_NAMES[lang]}** model from `{_short(src.origin)}{rev}` · {_millions(parts['total'])} parameters "
                 f"({counts}) · {model.config.code_len} code tokens · T = {model.config.diffusion_steps} · {device.type}"
+                + (" · writes templates (each argument ARG, filled below from the request)"
+                   if model.config.bash_templates else "")
                 + (f"\n{quality}" if quality else ""))
 
 
@@ -681,7 +683,9 @@ log-probability H gives their tokens; with *Ranking: parsing first*, the program
 **Reading the page.** Tokens with a coloured background changed in the step shown; a dotted underline means
 H gave the token a probability under 0.5 (hover for the value). The *edit distance* plot shows how far each
 draw still was from its own final program at every step (dotted: from the gold or reference program, for the
-examples); the *settle map* shows the step at which each position took its final token. Paper: Singh et al.,
+examples); the *settle map* shows the step at which each position took its final token. The bundled Bash model
+writes *templates*, `ARG` for every argument (the benchmark's metric compares commands that way); the line under
+each card fills them from your request (paths, file names, numbers, quoted text). Paper: Singh et al.,
 *CodeFusion: A Pre-trained Diffusion Model for Code Generation*, EMNLP 2023.
 """
 

@@ -27,6 +27,8 @@ class CodeFusionConfig:
     sentence_case_prompts: bool = False  # upper-case each prompt's first letter before E (NL2Bash: train
                                          # utterances are sentence case, test ones and typed ones mostly not)
     code_len: int = 64              # fixed program length (the paper pads to 128)
+    bash_templates: bool = False    # trained on NL2Bash templates: every argument is ARG (Tellina's split; the
+                                    # metric ignores arguments, so the model spends nothing on file names)
 
     # E: a T5 encoder (CodeT5-small is width 512, 6 layers, 8 heads, d_ff 2048)
     encoder_width: int = 256
@@ -63,6 +65,10 @@ class CodeFusionConfig:
             raise CodeFusionError(f"config: unknown language {self.language!r}; expected one of {LANGUAGES}")
         if not isinstance(self.sentence_case_prompts, bool):
             raise CodeFusionError(f"config: sentence_case_prompts must be true or false, got {self.sentence_case_prompts!r}")
+        if not isinstance(self.bash_templates, bool):
+            raise CodeFusionError(f"config: bash_templates must be true or false, got {self.bash_templates!r}")
+        if self.bash_templates and self.language != "bash":
+            raise CodeFusionError(f"config: bash_templates is for Bash models, not {self.language!r} ones")
         if self.copy_head and (self.architecture != "codefusion" or not self.decoder_layers):
             raise CodeFusionError("config: copy_head is CodeFusion's H reading D's states: it needs the codefusion "
                                   "architecture and decoder_layers > 0")

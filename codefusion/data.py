@@ -156,8 +156,15 @@ def load_split(lang: str, split: str, data_dir=None) -> list[Example]:
     raise CodeFusionError(f"unknown split {split!r}: choose train, val, test or train_full")
 
 
-def load_snippets(lang: str, data_dir=None, limit: int | None = None, seed: int = 0) -> list[str]:
-    """Code-only pre-training corpus, deduplicated (the CF file repeats ~3.5k rules 226k times)."""
+def _first_occurrences(texts) -> list[str]:
+    return list(dict.fromkeys(t for t in texts if t))
+
+
+def load_snippets(lang: str, data_dir=None, limit: int | None = None, seed: int = 0, transform=None) -> list[str]:
+    """Code-only pre-training corpus, deduplicated (the CF file repeats ~3.5k rules 226k times).
+
+    `transform` (e.g. Bash's templating) maps each snippet before deduplication and the seeded draw of `limit`.
+    """
     check_language(lang)
     if lang == "python":
         snippets = python_stdlib_statements()
@@ -165,13 +172,10 @@ def load_snippets(lang: str, data_dir=None, limit: int | None = None, seed: int 
         path = resolve_data_dir(data_dir) / "Pretraining Data" / SNIPPET_FILES[lang]
         if not path.is_file():
             raise CodeFusionError(f"missing pre-training file {path}. {DOWNLOAD_HINT}")
-        seen, snippets = set(), []
         with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
-                if line and line not in seen:
-                    seen.add(line)
-                    snippets.append(line)
+            snippets = _first_occurrences(line.strip() for line in f)
+    if transform is not None:   # distinct snippets can map to one, so deduplicate again
+        snippets = _first_occurrences(transform(s).strip() for s in snippets)
     if limit is not None and len(snippets) > limit:
         snippets = random.Random(seed).sample(snippets, limit)
     return snippets

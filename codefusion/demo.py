@@ -21,6 +21,7 @@ from pygments.lexers import BashLexer, PythonLexer
 from pygments.token import (STANDARD_TYPES, Name, Number, Punctuation, String, Text, Token, Whitespace)
 
 from codefusion import LANGUAGE_NAMES, cf, metrics
+from codefusion.bash import fill_arguments
 
 # One colour per noise draw, shared by the code cards and the plots (up to 16 draws).
 PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ef4444", "#06b6d4", "#a855f7", "#84cc16", "#f97316",
@@ -33,7 +34,8 @@ VIEW_EXPLANATIONS = {
     "decoder": ("<b>Decoder view</b>: what the model would answer if it stopped now: the current clean estimate "
                 "x&#770;<sub>0</sub> read out through the decoder D and the head H, the path the paper uses for "
                 "its final program. For CF rules a line below it shows the rule with its constants grounded to "
-                "the request (the closest words or numbers you wrote), when that changes it."),
+                "the request (the closest words or numbers you wrote), when that changes it; for a Bash model "
+                "that writes templates, the command with each ARG filled from the request."),
     "rounding": ("<b>Rounding view</b>: each position of the noisy x<sub>t</sub> snapped to its nearest token "
                  "embedding (Diffusion-LM's rounding); it stays noisy until the very last steps, which is why "
                  "the paper puts a decoder before rounding."),
@@ -252,12 +254,24 @@ def valid(lang: str, text: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def grounded(lang: str, prompt: str, text: str) -> str:
-    """CF: the rule with its literals grounded to the request (`cf.ground_literals`, what `evaluate
-    --ground-literals` scores), or "" when that changes nothing (and for the other languages)."""
-    if lang != "cf" or not text.strip():
+    """The program with its literals taken from the request, or "" when that changes nothing (and for Python):
+    a CF rule's constants grounded (`cf.ground_literals`, what `evaluate --ground-literals` scores), a Bash
+    template's ARG placeholders filled (`bash.fill_arguments`, a display aid: template match ignores arguments)."""
+    if lang not in GROUNDING or not text.strip():
         return ""
-    rule = cf.ground_literals(text, prompt)
-    return "" if rule == text else rule
+    out = GROUNDING[lang][0](text, prompt)
+    return "" if out == text else out
+
+
+# language -> (function of (program, request), label, what the badges speak of, tooltip) for `grounded`
+GROUNDING = {
+    "cf": (cf.ground_literals, "grounded to the request", "the grounded rule",
+           "the decoder output with its constants rounded to the closest words or numbers of the request, as "
+           "evaluate --ground-literals scores it"),
+    "bash": (fill_arguments, "arguments from the request", "the filled command",
+             "the template with each ARG filled from the request's paths, file names, numbers and quoted strings "
+             "(ARG where the request gives none); a display aid: template match ignores arguments"),
+}
 
 
 VALID_FIRST = "valid-first"   # a run's settings["ranking"] asking for the programs that parse first
@@ -337,12 +351,12 @@ def _check_badges(lang: str, text: str, gold: str | None, info: RunInfo, what: s
     return b
 
 
-def _grounded_html(rule: str, info: RunInfo) -> str:
-    """The line under a CF card: the rule with its constants grounded to the request, and its own badges."""
-    badges = "".join(_check_badges("cf", rule, info.gold, info, "the grounded rule", "badge"))
-    return (f'<div class="cf-grounded" title="the decoder output with its constants rounded to the closest words or '
-            f'numbers of the request, as evaluate --ground-literals scores it"><span class="cf-grounded-label">'
-            f'grounded to the request</span><code class="cf-code">{code_html([rule], "cf")}</code>{badges}</div>')
+def _grounded_html(text: str, info: RunInfo) -> str:
+    """The line under a card: the program with its literals taken from the request (`grounded`), and its own badges."""
+    _, label, what, title = GROUNDING[info.lang]
+    badges = "".join(_check_badges(info.lang, text, info.gold, info, what, "badge"))
+    return (f'<div class="cf-grounded" title="{esc(title)}"><span class="cf-grounded-label">{label}</span>'
+            f'<code class="cf-code">{code_html([text], info.lang)}</code>{badges}</div>')
 
 
 def step_header(frame, T: int, shown_as: str = "") -> str:
@@ -538,7 +552,7 @@ def trajectory_dict(frames: list, info: RunInfo, model_name: str = "", stopped: 
         rk = run_ranks(frames, info, means)
         ranking = sorted(({"draw": i + 1, "rank": rk[i], "code": c.text, "score": c.score, "mean_score": means[i],
                            "valid": valid(info.lang, c.text),
-                           "grounded": grounded(info.lang, info.prompt, c.text) or None}   # CF: see `grounded`
+                           "grounded": grounded(info.lang, info.prompt, c.text) or None}   # CF, Bash templates: see `grounded`
                           for i, c in enumerate(last.candidates)),
                          key=lambda d: d["rank"])
     return {"format": "codefusion-trajectory/1", "prompt": info.prompt, "language": info.lang,

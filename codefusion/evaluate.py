@@ -124,7 +124,8 @@ class ModelSource:
         return [[Answer(c.text, float(c.score), c.votes) for c in cands] for cands in out]
 
     def curve(self, examples: list[Example], k: int, n_tasks: int) -> dict:
-        """Mean token edit distance of each step's x̂0 text to the final output and to the gold code."""
+        """Mean token edit distance of each step's x̂0 text to the final output and to the gold code (its template
+        for a model trained on templates)."""
         if self.autoregressive:
             raise CodeFusionError("--curve follows denoising steps: the autoregressive baseline has none")
         sample = random.Random(self.seed).sample(examples, min(n_tasks, len(examples)))
@@ -136,10 +137,12 @@ class ModelSource:
             if not frames:
                 raise CodeFusionError("the sampler's stream() yielded no frames")
             final = frames[-1].candidates
+            # a model that writes templates is measured against the gold's template, not its file names
+            gold = metrics.bash_any_template(ex.code) if self.model.config.bash_templates else ex.code
             for frame in frames:
                 for i, cand in enumerate(frame.candidates):
                     to_final[frame.step - 1].append(metrics.token_edit_distance(cand.text, final[i].text))
-                    to_gold[frame.step - 1].append(metrics.token_edit_distance(cand.text, ex.code))
+                    to_gold[frame.step - 1].append(metrics.token_edit_distance(cand.text, gold))
         mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
         return {"n_tasks": len(sample), "task_ids": [ex.id for ex in sample],
                 "step": list(range(1, self.steps + 1)),
@@ -315,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-weight", type=float, default=None, metavar="W",
                    help="the model score's weight against TF-IDF's, both z-scored within the pool (default 1.5)")
     p.add_argument("--rerank-templates", action="store_true",
-                   help="Bash: the --rerank checkpoint was trained on NL2Bash templates, so it scores each program's "
+                   help="Bash: the --rerank checkpoint was trained on NL2Bash templates (implied when its config says "
+                        "so: train --bash-templates), so it scores each program's "
                         "template (results/template/make_data.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
@@ -395,11 +399,11 @@ def retrieval_source(args, data_dir) -> tuple[RetrievalSource, str]:
         args.rerank_weight = WEIGHT   # so that the report's config shows the weight used
     model = load_model(args.rerank, revision=args.revision, device=args.device, lang=args.lang,
                        name=f"--rerank {args.rerank}")
-    source = RetrievalSource(args.lang, args.split, data_dir, args.ground_literals,
-                             Reranker(model, args.rerank_weight, args.rerank_templates))
+    reranker = Reranker(model, args.rerank_weight, args.rerank_templates)
+    source = RetrievalSource(args.lang, args.split, data_dir, args.ground_literals, reranker)
     source.weights = weights_fingerprint(model)
     scorer = "AR" if model.config.architecture == "autoregressive" else "CodeFusion"
-    templates = ", scoring templates" if args.rerank_templates else ""
+    templates = ", scoring templates" if reranker.templates else ""
     return source, (f"retrieval (TF-IDF over {source.fit_split}{grounded}), nearest {POOL} reranked by {scorer} "
                      f"fused with TF-IDF (weight {args.rerank_weight:g}{templates}): {args.rerank}")
 

@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     try:
+        from codefusion.bash import fill_arguments
         from codefusion.sampler import generate, load_model, prepare_prompts
 
         model = load_model(args.checkpoint, revision=args.revision, device=args.device)
@@ -52,18 +53,23 @@ def main(argv=None) -> int:
         return 2
     if notice:
         print(f"warning: {notice}", file=sys.stderr)
+    # a model trained on Bash templates writes ARG for every argument: show the command filled from the request too
+    fill = (lambda text: fill_arguments(text, prompt)) if model.config.bash_templates else (lambda text: None)
     if args.json:
         json.dump({"prompt": prompt, "language": model.config.language, "steps": args.steps, "sampler": args.sampler,
                    "guidance": args.guidance,
                    "seconds": seconds, "candidates": [{"rank": i + 1, "code": c.text, "score": c.score, "votes": c.votes,
-                                                        "grounded_from": c.grounded_from or None}
+                                                        "grounded_from": c.grounded_from or None,
+                                                        "filled": fill(c.text)}
                                                        for i, c in enumerate(cands)]}, sys.stdout, indent=2)
         print()
     else:
         for i, c in enumerate(cands, 1):
             votes = f", {c.votes} of {args.draws} draws" if c.votes else ""
             grounded = f"\n  (constants grounded to the request; the model wrote: {c.grounded_from})" * bool(c.grounded_from)
-            print(f"#{i}  score {c.score:.3f}{votes}\n{c.text}{grounded}\n")
+            filled = fill(c.text)
+            filled = f"\n  (arguments from the request: {filled})" if filled and filled != c.text else ""
+            print(f"#{i}  score {c.score:.3f}{votes}\n{c.text}{grounded}{filled}\n")
         print(f"({len(cands)} candidates, {args.steps} {args.sampler} steps, {seconds:.2f} s)", file=sys.stderr)
     return 0
 

@@ -102,7 +102,8 @@ def fuse(similarities: list[float], scores: list[float], weight: float = WEIGHT)
 
 class Reranker:
     """Reorders a retrieval pool by a checkpoint's scores fused with the similarities. templates (Bash): the model
-    was trained on NL2Bash templates (results/template/make_data.py), so it scores each program's template."""
+    was trained on NL2Bash templates, so it scores each program's template; a config saying so (`train
+    --bash-templates`) turns it on, the flag is for models trained on results/template/make_data.py's folders."""
 
     def __init__(self, model, weight: float = WEIGHT, templates: bool = False):
         if not weight >= 0:
@@ -110,7 +111,7 @@ class Reranker:
         if templates and model.config.language != "bash":
             raise CodeFusionError("scoring templates is defined for Bash (NL2Bash templates) only, "
                                   f"not {model.config.language}")
-        self.model, self.weight, self.templates = model, weight, templates
+        self.model, self.weight, self.templates = model, weight, templates or model.config.bash_templates
 
     def __call__(self, prompt: str, found: list[tuple[str, float]]) -> list[tuple[str, float]]:
         """The pool's (program, similarity) pairs reordered, each with its fused value instead."""

@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="dropout in E, N and D (default: the preset's; the modules are built with it, so not with --init)")
     p.add_argument("--sentence-case-prompts", action="store_true",
                    help="upper-case each prompt's first letter before the encoder, in training and sampling")
+    p.add_argument("--bash-templates", action="store_true",
+                   help="train on NL2Bash templates: every argument of the programs and snippets becomes ARG, as the "
+                        "template-match metric sees them (stored in the config; --init and --resume keep it)")
     p.add_argument("--architecture", choices=["codefusion", "autoregressive"], default="codefusion",
                    help="autoregressive: the same-size T5 baseline, trained on the same data and budget")
     p.add_argument("--width", type=int, default=None,
@@ -101,6 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    if args.bash_templates and args.lang != "bash":
+        p.error(f"--bash-templates is for --lang bash, not {args.lang}")
     if args.decoder_layers is not None and args.decoder_layers < 0:
         p.error(f"--decoder-layers must be 0 or more, got {args.decoder_layers}")
     if args.ema_decay is not None and not 0 <= args.ema_decay < 1:

@@ -11,6 +11,7 @@ the losses of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import random
@@ -89,6 +90,17 @@ class PairData:
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
             out.extend(perm[offset: offset + batch_size - len(out)].tolist())
         return out
+
+
+def bash_template_of(code: str) -> str:
+    from codefusion.metrics import bash_any_template   # bashlex: imported only by runs that template
+
+    return bash_any_template(code).strip()
+
+
+def as_bash_templates(examples: list) -> list:
+    """The pairs with each program replaced by its NL2Bash template (arguments ARG), as --bash-templates trains."""
+    return [dataclasses.replace(e, code=bash_template_of(e.code)) for e in examples]
 
 
 def build_pretrain_data(lang, tokenizer, config, snippets, train_codes, seed) -> tuple[PairData, int]:
@@ -355,7 +367,8 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
                      tie_head=on_off(args.tie_head),
                      embed_scale=args.embed_scale, sentence_case_prompts=args.sentence_case_prompts or None,
                      share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition),
-                     dropout=args.dropout, copy_head=on_off(args.copy_head), prompt_dropout=args.prompt_dropout)
+                     dropout=args.dropout, copy_head=on_off(args.copy_head), prompt_dropout=args.prompt_dropout,
+                     bash_templates=args.bash_templates or None)
     if args.encoder:
         from transformers import T5EncoderModel
 
@@ -437,6 +450,7 @@ def train(args) -> Path:
     snippet_limit = args.snippet_limit or recipe.snippet_limit
     snippets = None  # the run's seeded draw of pre-training code, loaded once (Python's takes seconds)
 
+    templates, templated = args.bash_templates, False   # programs as the metric sees them (or an --init model's)
     if state_dir is not None:
         model = CodeFusion.from_pretrained(state_dir)
         meta = json.loads((state_dir / "trainer_state.json").read_text())
@@ -452,6 +466,8 @@ def train(args) -> Path:
                 raise CodeFusionError(f"--resume: the run in {out} was started with {flag} {saved}, not {given}")
             setattr(args, name, saved)
         args.save_fp16 = args.save_fp16 or bool(meta["args"].get("save_fp16"))   # a resumed run exports as it began
+        if templates and not model.config.bash_templates:
+            raise CodeFusionError(f"--resume: the run in {out} was started without --bash-templates")
         if args.prompt_dropout is not None and args.prompt_dropout != model.config.prompt_dropout:
             raise CodeFusionError(f"--resume: the run in {out} was started with --prompt-dropout "
                                   f"{model.config.prompt_dropout}, not {args.prompt_dropout}")
@@ -464,6 +480,8 @@ def train(args) -> Path:
             raise CodeFusionError(f"--init {args.init} is a CodeFusion checkpoint, not an autoregressive one")
         if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way
             model.config = model.config.replace(sentence_case_prompts=True)
+        if templates:   # a data setting: a raw model may go on learning on templates
+            model.config = model.config.replace(bash_templates=True)
         if args.prompt_dropout is not None:   # a training setting: a fine-tuning link may start learning the null
             model.config = model.config.replace(prompt_dropout=args.prompt_dropout)
         if args.copy_head is not None and (args.copy_head == "on") != model.config.copy_head:
@@ -474,10 +492,15 @@ def train(args) -> Path:
         # The BPE sees the pre-training snippets when the run pre-trains (or when asked, to hold the tokenizer
         # fixed while the pre-training share changes); pre-training then uses this same seeded draw.
         with_snippets = {"auto": bool(stage_steps["pretrain"]), "pairs": False, "pairs+snippets": True}[args.bpe_corpus]
+        if templates:   # before the tokenizer is fitted, so that it is fitted on what the model writes
+            train_pairs, val_pairs, templated = as_bash_templates(train_pairs), as_bash_templates(val_pairs), True
         if with_snippets:
-            snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed)
+            snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed,
+                                     transform=bash_template_of if templates else None)
         model = build_model(args, lang, train_pairs, snippets or [])
     tokenizer, config = model.tokenizer, model.config
+    if config.bash_templates and not templated:   # an --init or resumed model trained on templates goes on with them
+        train_pairs, val_pairs = as_bash_templates(train_pairs), as_bash_templates(val_pairs)
     args.unroll, args.copy_augment = args.unroll or 0.0, args.copy_augment or 0.0
     args.matmul_precision = args.matmul_precision or "highest"
     torch.set_float32_matmul_precision(args.matmul_precision)   # for this run only: see the decorator
@@ -493,7 +516,8 @@ def train(args) -> Path:
     pretrain_data, pt_trunc = None, 0
     if stage_steps["pretrain"]:
         if snippets is None:  # resumed or --init runs build no tokenizer, so nothing loaded them yet
-            snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed)
+            snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed,
+                                     transform=bash_template_of if config.bash_templates else None)
         pretrain_data, pt_trunc = build_pretrain_data(lang, tokenizer, config, snippets, [e.code for e in train_pairs], args.seed)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)

@@ -118,33 +118,41 @@ SUMMARY_ROWS = {
             ["results/rerank/cf_test_ar_grounded.json"],
     },
     "Bash": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 22400 steps)": ["checkpoints/bash/eval_test.json"],
+        "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps on templates)": ["checkpoints/bash/eval_test.json"],
         "ours, bundled, sampling seeds 0-2":
-            ["checkpoints/bash/eval_test.json", "results/steps22400/bash_test_subset500_seed*.json"],
-        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)":
-            ["results/steps22400/bash_vote40_test_subset500.json"],
-        "ours, bundled, vote over 40 draws, sampling seeds 0-1":
+            ["checkpoints/bash/eval_test.json", "results/template/test500_seed[12].json"],
+        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/template/test500_vote40.json"],
+        "ours, bundled, all 2,522 tasks": ["results/template/test_all.json"],
+        "ours, raw commands, 22400 steps (bundled in sessions 46-53), plain / vote over 40 draws":
+            (["results/steps22400/bash_test_subset500_seed0.json"], ["results/steps22400/bash_vote40_test_subset500.json"]),
+        "ours, raw commands, 22400 steps, sampling seeds 0-2": ["results/steps22400/bash_test_subset500_seed*.json"],
+        "ours, raw commands, 22400 steps, vote over 40 draws, sampling seeds 0-1":
             ["results/steps22400/bash_vote40_test_subset500*.json"],
-        "ours, bundled, all 2,522 tasks": ["results/steps22400/bash_test_all.json"],
-        "ours, 19200 steps (bundled before: the AR rows' budget), plain / vote over 40 draws":
+        "ours, raw commands, 22400 steps, all 2,522 tasks": ["results/steps22400/bash_test_all.json"],
+        "ours, raw commands, 19200 steps (the raw AR rows' budget), plain / vote over 40 draws":
             (["results/subset500/bash_plain.json"], ["results/subset500/bash_vote40.json"]),
-        "ours, 19200 steps, sampling seeds 0-2":
+        "ours, raw commands, 19200 steps, sampling seeds 0-2":
             ["results/subset500/bash_plain.json", "results/subset500/bash_plain_seed*.json"],
-        "ours, 19200 steps, vote over 40 draws, sampling seeds 0-1":
+        "ours, raw commands, 19200 steps, vote over 40 draws, sampling seeds 0-1":
             ["results/subset500/bash_vote40.json", "results/subset500/bash_vote40_seed1.json"],
-        "ours, 19200 steps, all 2,522 tasks": ["results/steps19200/bash_test_all.json"],
-        "AR T5 baseline (4.8M, 19200 steps), beam search": ["results/subset500/bash_ar_beam.json"],
-        "AR T5 baseline, sampling": ["results/subset500/bash_ar_sample.json"],
-        "AR T5 baseline, sampling, vote over 40 draws": ["results/subset500/bash_ar_vote40.json"],
-        "AR T5 baseline, sampling, vote over 40 draws, sampling seeds 0-2":
+        "ours, raw commands, 19200 steps, all 2,522 tasks": ["results/steps19200/bash_test_all.json"],
+        "AR T5 baseline on templates (4.8M, 12800 steps: the bundled model's budget), beam search / sampling":
+            (["results/template/test500_ar12800_beam.json"], ["results/template/test500_ar12800_sample.json"]),
+        "AR T5 baseline on templates, sampling, vote over 40 draws": ["results/template/test500_ar12800_vote40.json"],
+        "AR T5 baseline, raw commands (4.8M, 19200 steps), beam search": ["results/subset500/bash_ar_beam.json"],
+        "AR T5 baseline, raw commands, sampling": ["results/subset500/bash_ar_sample.json"],
+        "AR T5 baseline, raw commands, sampling, vote over 40 draws": ["results/subset500/bash_ar_vote40.json"],
+        "AR T5 baseline, raw commands, sampling, vote over 40 draws, sampling seeds 0-2":
             ["results/subset500/bash_ar_vote40.json", "results/subset500/bash_ar_vote40_seed*.json"],
-        "AR T5 baseline, all 2,522 tasks, beam search / sampling":
+        "AR T5 baseline, raw commands, all 2,522 tasks, beam search / sampling":
             (["results/ar19200/bash_ar_beam_test_all.json"], ["results/ar19200/bash_ar_sample_test_all.json"]),
         "retrieve and rerank (a hybrid: writes nothing): retrieval's nearest 20 reordered by CodeFusion trained on "
-        "templates (9600 steps, not bundled), fused with TF-IDF (`--rerank`)": ["results/rerank/test500_codefusion.json"],
+        "templates (9600 steps: the bundled model before its last link), fused with TF-IDF (`--rerank`)":
+            ["results/rerank/test500_codefusion.json"],
         "the same, reordered by the AR model trained on templates (9600 steps; `--rerank-weight 2`)":
             ["results/rerank/test500_ar.json"],
-        "AR T5 baseline, 12800 steps (bfloat16), vote over 40 draws": ["results/subset500/bash_ar12800_vote40.json"],
+        "AR T5 baseline, raw commands, 12800 steps (bfloat16), vote over 40 draws":
+            ["results/subset500/bash_ar12800_vote40.json"],
         "retrieval (TF-IDF)": ["results/subset500/bash_retrieval.json"],
         "retrieval, all 2,522 tasks": ["results/bash_retrieval.json"],
     },
@@ -290,7 +298,7 @@ LATENCY = {
             ("cf_ar_sample_draws20_vf_grounded_avx2.json", "cf_codefusion_avx2.json"),
     },
     "Bash": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 22400 steps)": "bash_codefusion.json",   # timed on the 19200-step model: the same network
+        "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps on templates)": "bash_codefusion.json",   # timed on the 19200-step model: the same network
         "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": "bash_codefusion_vote40.json",
         "retrieval (TF-IDF)": "bash_retrieval.json",
     },

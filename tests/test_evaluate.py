@@ -326,11 +326,12 @@ def test_probe_case_shows_the_bash_model_needs_sentence_case_prompts(tmp_path, d
     (as_trained / "config.json").write_text(json.dumps({**config, "sentence_case_prompts": False}))
     losses = {}
     for name, ckpt in (("bundled", bundled), ("as_trained", as_trained)):
-        args = ["--checkpoint", str(ckpt), "--lang", "bash", "--data-dir", str(data_dir), "--case", "--limit", "128"]
+        args = ["--checkpoint", str(ckpt), "--lang", "bash", "--data-dir", str(data_dir), "--case", "--limit", "496"]
         assert probe([*args, "--out", str(tmp_path / f"{name}.json")]) == 0
         losses[name] = json.loads((tmp_path / f"{name}.json").read_text())["validation_loss"]
     assert "| first letter lower-cased |" in capsys.readouterr().out
-    # test-style prompts (lower-case first letter) cost the model as trained; the bundled setting reads them alike
+    # test-style prompts (lower-case first letter) cost the model as trained (all 496 val tasks, scored on their
+    # templates as the bundled model writes them: 0.4375 against 0.4333); the bundled setting reads them alike
     assert losses["as_trained"]["first letter lower-cased"] > losses["as_trained"]["as written"] + 0.003
     assert len(set(losses["bundled"].values())) == 1
     assert losses["bundled"]["as written"] == pytest.approx(losses["as_trained"]["first letter upper-cased"])
