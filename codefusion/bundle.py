@@ -108,6 +108,10 @@ def model_card(folder: Path, repo_id: str) -> str:
              'for c in generate(model, "YOUR REQUEST", k=5, steps=20)[0]:', "    print(c.score, c.text)", "```", "",
              f"or `python -m codefusion.generate \"YOUR REQUEST\" --checkpoint {repo_id} --revision COMMIT`; the project's "
              f"Gradio app serves it with `CODEFUSION_MODEL_{lang.upper()}={repo_id} CODEFUSION_REVISION_{lang.upper()}=COMMIT`."]
+    if config.get("bash_templates"):
+        lines += ["", "It writes NL2Bash templates: every argument is `ARG` (`find ARG -name ARG -delete`), as the "
+                  "benchmark's template match compares commands. `codefusion.bash.fill_arguments(text, request)` fills "
+                  "them from the request (what the app and `generate` show beside each template)."]
     if summary:
         params = summary.get("parameters", {})
         stages = summary.get("stage_steps") or {}

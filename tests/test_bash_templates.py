@@ -4,12 +4,15 @@ with the request's arguments (`codefusion.bash`)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import train_tiny
 
 from codefusion import metrics
 from codefusion.bash import fill_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
 from codefusion.config import preset
 from codefusion.data import load_snippets, load_split
 from codefusion.errors import CodeFusionError
@@ -106,7 +109,7 @@ def test_the_bundled_bash_model_writes_templates_that_the_demo_fills(data_dir):
     from codefusion import demo as view
     from codefusion.sampler import generate, load_model
 
-    model = load_model("checkpoints/bash")
+    model = load_model(ROOT / "checkpoints" / "bash")
     assert model.config.bash_templates and model.config.sentence_case_prompts
     prompt = "find all .txt files in the current directory and delete them"
     top = generate(model, prompt, k=1, steps=20, seed=0)[0][0].text
@@ -158,3 +161,11 @@ def test_the_curve_of_a_templated_model_measures_against_the_golds_template(tiny
     tasks = load_split("bash", "test", data_dir)[:1]
     ModelSource(str(ckpt), "bash", steps=2, seed=0, sampler="ddim").curve(tasks, k=1, n_tasks=1)
     assert metrics.bash_any_template(tasks[0].code) in golds and tasks[0].code not in golds
+
+
+def test_the_model_card_of_a_templated_model_says_how_to_fill_it():
+    from codefusion.bundle import model_card
+
+    card = model_card(ROOT / "checkpoints" / "bash", "someone/codefusion-bash")
+    assert "It writes NL2Bash templates" in card and "fill_arguments" in card and "--bash-templates" in card
+    assert "writes NL2Bash templates" not in model_card(ROOT / "checkpoints" / "cf", "someone/codefusion-cf")
