@@ -1,5 +1,6 @@
-"""Filling a Bash template's arguments from the request: what a model trained with `--bash-templates` writes
-(`find ARG -name ARG -mtime ARG`), made into a command a user can read and try (`find . -name '*.log' -mtime +7`).
+"""NL2Bash templates: the programs a model trained with `--bash-templates` learns (`template`, `as_templates`), and
+filling a template's arguments from the request: what such a model writes (`find ARG -name ARG -mtime ARG`), made
+into a command a user can read and try (`find . -name '*.log' -mtime +7`).
 
 A display aid, as Tellina (Lin et al., 2018) filled the templates its model predicted: the metric (template match)
 ignores arguments, so no figure depends on it. Each ARG gets a kind from where it stands (the flag before it, or the
@@ -10,7 +11,10 @@ globs, numbers (with a size unit, and a sign from "more/less than"), `find -type
 
 from __future__ import annotations
 
+import dataclasses
 import re
+
+from codefusion import metrics
 
 PLACEHOLDER = "ARG"
 _SIGNED_FLAGS = {"-mtime", "-atime", "-ctime", "-mmin", "-amin", "-cmin", "-size"}   # find's +N / -N tests
@@ -34,6 +38,16 @@ _NUMBER = re.compile(r"(?<![\w.])(\d+)\s*(k|kb|m|mb|g|gb|kilobytes?|megabytes?|g
 _EXT_WORD = re.compile(r"\b([A-Za-z][A-Za-z0-9]*) (?:files?|fiels|scripts?|documents?|sources?)\b", re.I)
 _MORE = re.compile(r"\b(more|greater|bigger|larger|older|over|above|at least|exceed\w*)\b", re.I)
 _LESS = re.compile(r"\b(less|smaller|newer|fewer|within|under|below|last|at most)\b", re.I)
+
+
+def template(code: str) -> str:
+    """The program as the template-match metric sees it (`metrics.bash_any_template`), what --bash-templates trains on."""
+    return metrics.bash_any_template(code).strip()
+
+
+def as_templates(examples: list) -> list:
+    """The (utterance, program) pairs with each program replaced by its template."""
+    return [dataclasses.replace(e, code=template(e.code)) for e in examples]
 
 
 def _literals(request: str) -> dict[str, list[str]]:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from codefusion import LANGUAGE_NAMES, RANKINGS, SAMPLERS, metrics
+from codefusion import LANGUAGE_NAMES, RANKINGS, SAMPLERS, bash, metrics
 from codefusion.data import Example, check_language, load_split, resolve_data_dir
 from codefusion.errors import CodeFusionError, run_cli
 
@@ -138,7 +138,7 @@ class ModelSource:
                 raise CodeFusionError("the sampler's stream() yielded no frames")
             final = frames[-1].candidates
             # a model that writes templates is measured against the gold's template, not its file names
-            gold = metrics.bash_any_template(ex.code) if self.model.config.bash_templates else ex.code
+            gold = bash.template(ex.code) if self.model.config.bash_templates else ex.code
             for frame in frames:
                 for i, cand in enumerate(frame.candidates):
                     to_final[frame.step - 1].append(metrics.token_edit_distance(cand.text, final[i].text))

@@ -110,9 +110,9 @@ def main(argv=None) -> int:
         model = load_model(args.checkpoint, device="cpu", lang=args.lang)
         tasks = load_split(args.lang, args.split, args.data_dir)[: args.limit]
         if model.config.bash_templates:   # the model writes templates: score it on the golds' templates
-            from codefusion.trainer import as_bash_templates
+            from codefusion.bash import as_templates
 
-            tasks = as_bash_templates(tasks)
+            tasks = as_templates(tasks)
         if args.case:
             losses = restyled_loss(model.float(), [e.nl for e in tasks], [e.code for e in tasks])
             print(f"| prompts | validation loss |  ({len(tasks)} {args.split} tasks, {args.checkpoint})\n|---|---|")

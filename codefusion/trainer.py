@@ -11,7 +11,6 @@ the losses of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import random
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from codefusion import bash
 from codefusion.augment import CopyAugmenter
 from codefusion.config import PRETRAIN_TASKS, preset
 from codefusion.data import load_snippets, load_split
@@ -90,17 +90,6 @@ class PairData:
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
             out.extend(perm[offset: offset + batch_size - len(out)].tolist())
         return out
-
-
-def bash_template_of(code: str) -> str:
-    from codefusion.metrics import bash_any_template   # bashlex: imported only by runs that template
-
-    return bash_any_template(code).strip()
-
-
-def as_bash_templates(examples: list) -> list:
-    """The pairs with each program replaced by its NL2Bash template (arguments ARG), as --bash-templates trains."""
-    return [dataclasses.replace(e, code=bash_template_of(e.code)) for e in examples]
 
 
 def build_pretrain_data(lang, tokenizer, config, snippets, train_codes, seed) -> tuple[PairData, int]:
@@ -493,14 +482,14 @@ def train(args) -> Path:
         # fixed while the pre-training share changes); pre-training then uses this same seeded draw.
         with_snippets = {"auto": bool(stage_steps["pretrain"]), "pairs": False, "pairs+snippets": True}[args.bpe_corpus]
         if templates:   # before the tokenizer is fitted, so that it is fitted on what the model writes
-            train_pairs, val_pairs, templated = as_bash_templates(train_pairs), as_bash_templates(val_pairs), True
+            train_pairs, val_pairs, templated = bash.as_templates(train_pairs), bash.as_templates(val_pairs), True
         if with_snippets:
             snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed,
-                                     transform=bash_template_of if templates else None)
+                                     transform=bash.template if templates else None)
         model = build_model(args, lang, train_pairs, snippets or [])
     tokenizer, config = model.tokenizer, model.config
     if config.bash_templates and not templated:   # an --init or resumed model trained on templates goes on with them
-        train_pairs, val_pairs = as_bash_templates(train_pairs), as_bash_templates(val_pairs)
+        train_pairs, val_pairs = bash.as_templates(train_pairs), bash.as_templates(val_pairs)
     args.unroll, args.copy_augment = args.unroll or 0.0, args.copy_augment or 0.0
     args.matmul_precision = args.matmul_precision or "highest"
     torch.set_float32_matmul_precision(args.matmul_precision)   # for this run only: see the decorator
@@ -517,7 +506,7 @@ def train(args) -> Path:
     if stage_steps["pretrain"]:
         if snippets is None:  # resumed or --init runs build no tokenizer, so nothing loaded them yet
             snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed,
-                                     transform=bash_template_of if config.bash_templates else None)
+                                     transform=bash.template if config.bash_templates else None)
         pretrain_data, pt_trunc = build_pretrain_data(lang, tokenizer, config, snippets, [e.code for e in train_pairs], args.seed)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import train_tiny
 
-from codefusion import metrics
+from codefusion import bash, metrics
 from codefusion.bash import fill_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,14 +56,14 @@ def test_trainer_flag_trains_on_templates_and_links_keep_it(data_dir, tmp_path, 
     monkeypatch.setattr(trainer, "encode_codes", lambda tok, codes, n: seen.append(list(codes)) or encode(tok, codes, n))
     run = train_tiny(data_dir, tmp_path / "run", "bash", 2, "--bash-templates", "--stage", "finetune")
     raw = load_split("bash", "train", data_dir)
-    assert seen[0] == [trainer.bash_template_of(e.code) for e in raw]   # the fine-tuning programs
+    assert seen[0] == [bash.template(e.code) for e in raw]   # the fine-tuning programs
     assert seen[0][0] != raw[0].code and "ARG" in seen[0][0]
-    assert seen[1] == [trainer.bash_template_of(e.code) for e in load_split("bash", "val", data_dir)]
+    assert seen[1] == [bash.template(e.code) for e in load_split("bash", "val", data_dir)]
     assert json.loads((run / "config.json").read_text())["bash_templates"] is True
     seen.clear()   # a fine-tuning link from it templates without being told
     link = train_tiny(data_dir, tmp_path / "link", "bash", 1, "--stage", "finetune", "--init", str(run))
     assert json.loads((link / "config.json").read_text())["bash_templates"] is True
-    assert seen[0][0] == trainer.bash_template_of(raw[0].code)
+    assert seen[0][0] == bash.template(raw[0].code)
 
 
 def test_templated_snippets_are_deduplicated_before_the_seeded_draw(tmp_path):
