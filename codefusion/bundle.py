@@ -50,6 +50,7 @@ def summarize_log(log_path: Path) -> dict:
         "language": start["config"]["language"], "parameters": start["params"], "stage_steps": start["stage_steps"],
         "batch_size": start["batch_size"], "lr": start["lr"], "seed": start["seed"], "device": start["device"],
         "cpu_capability": start.get("cpu_capability"),   # runs logged before session 38 did not record it
+        "torch_threads": start.get("torch_threads"),     # nor before session 55 this
         "code_version": start.get("code_version"),       # the git commit (session 49 on)
         "data": {k: start[k] for k in ("train_pairs", "val_pairs", "pretrain_snippets", "truncated_codes")},
         "final_loss": {s: ({k: round(r[k], 4) for k in ("total", "denoise", "decoder", "ce")} if r else None)

@@ -532,6 +532,7 @@ def train(args) -> Path:
         log({"event": "start", "config": config.to_dict(), "params": counts, "stage_steps": stage_steps,
              "batch_size": batch_size, "lr": lr, "seed": args.seed, "device": str(device),
              "cpu_capability": torch.backends.cpu.get_cpu_capability(),   # AVX2 / AVX512 ...: why run times differ
+             "torch_threads": torch.get_num_threads(),                    # and why a re-run's digits differ
              "code_version": version,   # which code drew this run's random numbers
              "train_pairs": len(finetune_data), "val_pairs": len(val_data),
              "pretrain_snippets": len(pretrain_data) if pretrain_data else 0,

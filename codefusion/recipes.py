@@ -1,0 +1,174 @@
+"""The bundled checkpoints' recipes: every command that trained each one, run as one command.
+
+    python -m codefusion.recipes bash --out my-bash [--data-dir DIR] [--work DIR] [--dry-run]
+
+A recipe is a chain of trainer runs ("links"), each in WORK/link<i>. A link whose run finished is skipped and one
+that stopped part-way goes on with --resume, so after an interruption the same command picks up where it was. Every
+link but the last is bundled (WORK/link<i>-ckpt) for the next link's --init; the last is bundled into OUT with the
+whole chain recorded as its command and each link's time in `training_summary.json` ("links"). The commands are
+subprocesses, exactly as the README prints them, so a link can also be run by hand. Threads: torch's default (all
+cores) unless OMP_NUM_THREADS says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from codefusion.errors import CodeFusionError, run_cli
+
+
+@dataclass(frozen=True)
+class Link:
+    """One trainer run of a recipe: its flags (without --data-dir, --out and --init, which the chain supplies) and
+    the bundle flags its checkpoint gets before the next link starts from it."""
+    train: tuple[str, ...]
+    bundle: tuple[str, ...] = ()
+
+
+def _flags(text: str) -> tuple[str, ...]:
+    return tuple(shlex.split(text))
+
+
+# The commands recorded in checkpoints/<lang>/training_summary.json (trainer defaults left out).
+_BASH_FINETUNE = Link(_flags("--lang bash --preset small --stage finetune --max-steps 3200 --lr 5e-4 --seed 0 "
+                             "--save-fp16 --eval-every 400 --mixed-precision bf16"))
+RECIPES: dict[str, tuple[Link, ...]] = {
+    "cf": (Link(_flags("--lang cf --preset small --stage all --max-steps 1600 --pretrain-tasks cpd --copy-head on "
+                       "--copy-augment 0.5 --seed 0 --save-fp16")),),
+    "bash": (
+        # 1600 pre-training + 4800 fine-tuning steps on NL2Bash templates, sampled with sentence-case prompts ...
+        Link(_flags("--lang bash --preset small --stage all --max-steps 6400 --embed-scale 0.5 --bash-templates "
+                    "--seed 0 --save-fp16 --mixed-precision bf16"), bundle=("--sentence-case-prompts",)),
+        # ... then twice 3200 more fine-tuning steps at half the learning rate (--init keeps both settings)
+        _BASH_FINETUNE,
+        _BASH_FINETUNE,
+    ),
+    "python": (Link(_flags("--lang python --preset small --stage finetune --max-steps 6400 --embed-scale 0.5 "
+                           "--copy-head on --copy-augment 0.5 --seed 0 --save-fp16 --mixed-precision bf16")),),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """A command of the chain: what it runs (argv after `python -m`) and the folder it fills."""
+    argv: tuple[str, ...]
+    out: Path
+    kind: str   # "train" or "bundle"
+
+
+def plan(links: tuple[Link, ...], out: Path, work: Path, data_dir: str | None = None) -> list[Step]:
+    """The chain's commands in order: each link's training run, then its bundle (into `out` for the last)."""
+    steps, init = [], None
+    for i, link in enumerate(links, 1):
+        run = work / f"link{i}"
+        argv = ("codefusion.train", *link.train, *(("--init", str(init)) if init else ()),
+                *(("--data-dir", data_dir) if data_dir else ()), "--out", str(run))
+        steps.append(Step(argv, run, "train"))
+        ckpt = out if i == len(links) else work / f"link{i}-ckpt"
+        steps.append(Step(("codefusion.bundle", "--run", str(run), "--out", str(ckpt), *link.bundle), ckpt, "bundle"))
+        init = ckpt
+    return steps
+
+
+def chain_command(links: tuple[Link, ...]) -> str:
+    """A recipe as shell commands with placeholders: DIR (data), RUN<i> and CKPT<i> (links), OUT (the checkpoint)."""
+    if len(links) == 1:
+        return shlex.join(("python", "-m", "codefusion.train", *links[0].train, "--data-dir", "DIR", "--out", "OUT"))
+    steps = plan(links, Path("OUT"), Path("."), "DIR")
+    names = {str(s.out): (f"RUN{i // 2 + 1}" if s.kind == "train" else f"CKPT{i // 2 + 1}") for i, s in enumerate(steps)}
+    names["OUT"] = "OUT"
+    return " && ".join(shlex.join(("python", "-m", *(names.get(a, a) for a in s.argv))) for s in steps)
+
+
+def _run_state(run: Path) -> str:
+    """'done', 'resume' (a saved state short of its plan) or 'new' for a link's run folder."""
+    from codefusion.trainer import find_state
+
+    state = find_state(run) if run.is_dir() else None
+    if state is None:
+        if run.is_dir() and any(run.iterdir()):
+            # Stopped before its first save: nothing to continue. Its log is kept, beside the fresh run's.
+            if (run / "log.jsonl").is_file():
+                (run / "log.jsonl").rename(run / "log.interrupted.jsonl")
+            return "overwrite"
+        return "new"
+    meta = json.loads((state / "trainer_state.json").read_text())
+    if meta["args"].get("stop_after"):
+        raise CodeFusionError(f"{run} was stopped with --stop-after, so it is no run of this recipe: move it away")
+    return "done" if meta["step"] >= sum(meta["stage_steps"].values()) else "resume"
+
+
+def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str | None = None,
+               links: tuple[Link, ...] | None = None, dry_run: bool = False, echo=print) -> list[str]:
+    """Run (or, dry, list) a recipe's chain; returns the commands run or to run, as shell lines. `links` replaces
+    the language's recipe (tests run small chains with it)."""
+    links = RECIPES[lang] if links is None else links
+    out = Path(out)
+    work = Path(work) if work else out.with_name(out.name + "-runs")
+    if out.resolve() == work.resolve() or out.resolve() in work.resolve().parents:
+        raise CodeFusionError(f"--work {work} must lie outside --out {out}: the final bundle replaces --out")
+    commands = []
+    for step in plan(links, out, work, data_dir):
+        argv = list(step.argv)
+        if step.kind == "train" and not dry_run:
+            state = _run_state(step.out)
+            if state == "done":
+                echo(f"{step.out} finished before: skipped")
+                continue
+            argv += {"resume": ["--resume"], "overwrite": ["--overwrite"], "new": []}[state]
+        line = shlex.join(("python", "-m", *argv))
+        commands.append(line)
+        echo(line)
+        if dry_run:
+            continue
+        code = subprocess.run([sys.executable, "-m", *argv]).returncode
+        if code:
+            raise CodeFusionError(f"`{line}` failed (exit code {code}); run the recipe again to go on from {step.out}")
+    if not dry_run:
+        record_chain(out, work, links)
+    return commands
+
+
+def record_chain(out: Path, work: Path, links: tuple[Link, ...]) -> None:
+    """Write the whole chain, each link's exact command and trainer clock, and their sum into the final bundle's
+    summary (the bundle itself only knows the last link)."""
+    from codefusion.bundle import SUMMARY, summarize_log, train_command
+    from codefusion.trainer import find_state
+
+    summary = json.loads((out / SUMMARY).read_text())
+    per_link = []
+    for i in range(1, len(links) + 1):
+        run = work / f"link{i}"
+        s = summarize_log(run / "log.jsonl")
+        trained = json.loads((find_state(run) / "trainer_state.json").read_text())["args"]
+        per_link.append({"command": train_command(trained), "stage_steps": s["stage_steps"], "seconds": s["seconds"],
+                         "examples_per_s": s["examples_per_s"], "torch_threads": s["torch_threads"],
+                         "resumed": s["resumed"]})
+    if len(links) > 1:
+        summary["command"] = chain_command(links)
+    summary["links"] = per_link
+    summary["recipe_seconds"] = round(sum(p["seconds"] for p in per_link), 1)
+    (out / SUMMARY).write_text(json.dumps(summary, indent=1))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m codefusion.recipes", description=__doc__.split("\n\n")[0])
+    p.add_argument("lang", choices=sorted(RECIPES))
+    p.add_argument("--out", required=True, help="the bundled checkpoint folder to write (replaced at the end)")
+    p.add_argument("--work", help="where the links' runs and intermediate checkpoints go (default: OUT-runs)")
+    p.add_argument("--data-dir", help="CodeFusion data folder (default: $CODEFUSION_DATA)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = p.parse_args(argv)
+    return run_cli(lambda: run_recipe(args.lang, Path(args.out), work=args.work and Path(args.work),
+                                      data_dir=args.data_dir, dry_run=args.dry_run))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

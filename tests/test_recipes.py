@@ -1,0 +1,104 @@
+"""The recipes runner: the bundled checkpoints' chains as one resumable command."""
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from codefusion.errors import CodeFusionError
+from codefusion.recipes import RECIPES, Link, chain_command, main, run_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A two-link chain shaped like the Bash recipe: a templated first link bundled with sentence-case prompts, then a
+# fine-tuning link from that bundle.
+TINY = (Link(("--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "2", "--bash-templates",
+              "--eval-every", "1000", "--quiet"), bundle=("--sentence-case-prompts",)),
+        Link(("--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "1", "--lr", "5e-4",
+              "--eval-every", "1000", "--quiet")))
+
+
+def test_a_chain_runs_links_in_order_bundles_the_last_and_records_every_link(data_dir, tmp_path):
+    out, work = tmp_path / "ckpt", tmp_path / "runs"
+    ran = run_recipe("bash", out, work=work, data_dir=str(data_dir), links=TINY, echo=lambda *_: None)
+    assert [c.split()[2] for c in ran] == ["codefusion.train", "codefusion.bundle"] * 2
+    assert f"--init {work / 'link1-ckpt'}" in ran[2]
+    config = json.loads((out / "config.json").read_text())
+    # the first link's settings reach the last model through --init: templates and the bundle's sentence case
+    assert config["bash_templates"] is True and config["sentence_case_prompts"] is True
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["command"] == chain_command(TINY)
+    assert [sum(link["stage_steps"].values()) for link in summary["links"]] == [2, 1]
+    assert all(link["torch_threads"] >= 1 and "--init" in link["command"] for link in summary["links"][1:])
+    assert summary["recipe_seconds"] == pytest.approx(sum(link["seconds"] for link in summary["links"]), abs=0.11)
+
+    # Run again: both links finished, so nothing trains; only the bundles are made again.
+    weights = (out / "model.safetensors").read_bytes()
+    again = run_recipe("bash", out, work=work, data_dir=str(data_dir), links=TINY, echo=lambda *_: None)
+    assert [c.split()[2] for c in again] == ["codefusion.bundle"] * 2
+    assert (out / "model.safetensors").read_bytes() == weights
+
+
+def write_state(run: Path, step: int, total: int, **args) -> None:
+    (run / "state").mkdir(parents=True)
+    (run / "state" / "trainer_state.json").write_text(
+        json.dumps({"step": step, "stage_steps": {"pretrain": 0, "finetune": total}, "args": args}))
+
+
+def test_an_interrupted_link_resumes_and_one_that_saved_nothing_starts_over(tmp_path):
+    from codefusion.recipes import _run_state
+
+    assert _run_state(tmp_path / "none") == "new"
+    write_state(tmp_path / "half", 250, 3200)
+    assert _run_state(tmp_path / "half") == "resume"
+    write_state(tmp_path / "done", 3200, 3200)
+    assert _run_state(tmp_path / "done") == "done"
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "log.jsonl").write_text('{"event": "start"}\n')
+    assert _run_state(early) == "overwrite"
+    assert (early / "log.interrupted.jsonl").is_file() and not (early / "log.jsonl").exists()   # kept, not mixed in
+    write_state(tmp_path / "probe", 40, 6400, stop_after=40)
+    with pytest.raises(CodeFusionError, match="--stop-after"):
+        _run_state(tmp_path / "probe")
+
+
+def test_a_failing_link_stops_the_chain_with_the_command_that_failed(tmp_path, capsys):
+    assert main(["cf", "--out", str(tmp_path / "ckpt"), "--data-dir", str(tmp_path / "no-data")]) == 2
+    err = capsys.readouterr().err
+    assert "codefusion.train --lang cf" in err and "run the recipe again" in err
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_bad_folders_and_dry_runs(tmp_path, capsys):
+    with pytest.raises(CodeFusionError, match="outside --out"):
+        run_recipe("cf", tmp_path / "ckpt", work=tmp_path / "ckpt" / "runs", dry_run=True)
+    assert main(["bash", "--out", str(tmp_path / "ckpt"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 6 and not (tmp_path / "ckpt").exists() and not (tmp_path / "ckpt-runs").exists()
+    with pytest.raises(SystemExit):
+        main(["rust", "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize("lang", sorted(RECIPES))
+def test_each_recipe_is_what_trained_the_bundled_checkpoint(lang):
+    summary = json.loads((ROOT / "checkpoints" / lang / "training_summary.json").read_text())
+    recorded = shlex.split(summary["command"])
+    for link in RECIPES[lang]:
+        # every flag and value of the recipe, in the recorded command (which also spells out the trainer's defaults)
+        flags = [w for w in link.train if w.startswith("--")]
+        for flag in flags:
+            assert flag in recorded, (lang, flag)
+            value = link.train[link.train.index(flag) + 1] if link.train.index(flag) + 1 < len(link.train) else None
+            if value is not None and not value.startswith("--"):
+                assert value in [recorded[i + 1] for i, w in enumerate(recorded[:-1]) if w == flag], (lang, flag, value)
+    if len(RECIPES[lang]) > 1:
+        assert summary["command"] == chain_command(RECIPES[lang])
+
+
+def test_the_readme_gives_each_recipe_as_one_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for lang in RECIPES:
+        assert re.search(rf"`python -m codefusion\.recipes {lang} --out [^`]+`", readme), lang
