@@ -62,12 +62,12 @@ def summarize_log(log_path: Path) -> dict:
     }
 
 
-def train_command(trained: dict) -> str:
+def train_command(trained: dict, out: str = "OUT") -> str:
     """The training command line of a run, from the arguments its trainer saved (seed 0 included)."""
     skip = ("out", "data_dir", "resume", "quiet", "overwrite")
     flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {shlex.quote(str(v))}")
              for k, v in trained.items() if v is not None and v is not False and k not in skip]
-    return "python -m codefusion.train " + " ".join(flags) + " --data-dir DIR --out OUT"
+    return "python -m codefusion.train " + " ".join(flags) + f" --data-dir DIR --out {out}"
 
 
 def _read_json(path: Path) -> dict | None:
@@ -124,8 +124,14 @@ def model_card(folder: Path, repo_id: str) -> str:
         lines += ["", "## Training", "", f"- command: `{command}`",
                   f"- {which}: {stages.get('pretrain', 0)} pre-training + {stages.get('finetune', 0)} fine-tuning "
                   f"steps, batch {summary.get('batch_size')}, seed {summary.get('seed')}, on {summary.get('device')}: "
-                  f"{(summary.get('seconds') or 0) / 60:.1f} min",
-                  f"- parameters: {params.get('total', 0) / 1e6:.2f}M"]
+                  f"{(summary.get('seconds') or 0) / 60:.1f} min"]
+        links = summary.get("links") or []
+        if len(links) > 1:   # written by codefusion.recipes: every run's steps and time
+            steps = sum(sum(link["stage_steps"].values()) for link in links)
+            lines.append(f"- all {len(links)} runs: {steps} steps, "
+                         + " + ".join(f"{link['seconds'] / 60:.1f}" for link in links)
+                         + f" = {summary['recipe_seconds'] / 60:.1f} min")
+        lines.append(f"- parameters: {params.get('total', 0) / 1e6:.2f}M")
         if summary.get("val_loss"):
             lines.append(f"- final validation loss: {summary['val_loss'][-1]['val_loss']}")
     if report and report.get("lang") == lang:

@@ -87,7 +87,7 @@ def chain_command(links: tuple[Link, ...]) -> str:
 
 
 def _run_state(run: Path) -> str:
-    """'done', 'resume' (a saved state short of its plan) or 'new' for a link's run folder."""
+    """'done', 'resume' (a saved state short of its plan), 'overwrite' (started, nothing saved) or 'new'."""
     from codefusion.trainer import find_state
 
     state = find_state(run) if run.is_dir() else None
@@ -131,30 +131,38 @@ def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str 
         if code:
             raise CodeFusionError(f"`{line}` failed (exit code {code}); run the recipe again to go on from {step.out}")
     if not dry_run:
-        record_chain(out, work, links)
+        runs = [work / f"link{i}" for i in range(1, len(links) + 1)]
+        record_chain(out, runs, chain_command(links) if len(links) > 1 else None)
     return commands
 
 
-def record_chain(out: Path, work: Path, links: tuple[Link, ...]) -> None:
-    """Write the whole chain, each link's exact command and trainer clock, and their sum into the final bundle's
-    summary (the bundle itself only knows the last link)."""
+def record_chain(out: Path, runs: list[Path], command: str | None = None) -> dict:
+    """Write each run of a chain (its command, with the placeholders of chain_command, its trainer clock and torch
+    threads) and their summed time into the bundle in `out`, whose own summary knows only the last run; `command`
+    (the whole chain) replaces the recorded one. Returns the summary."""
     from codefusion.bundle import SUMMARY, summarize_log, train_command
     from codefusion.trainer import find_state
 
     summary = json.loads((out / SUMMARY).read_text())
     per_link = []
-    for i in range(1, len(links) + 1):
-        run = work / f"link{i}"
+    for i, run in enumerate(runs, 1):
         s = summarize_log(run / "log.jsonl")
-        trained = json.loads((find_state(run) / "trainer_state.json").read_text())["args"]
-        per_link.append({"command": train_command(trained), "stage_steps": s["stage_steps"], "seconds": s["seconds"],
+        state = find_state(run)
+        if state is None:
+            raise CodeFusionError(f"{run} holds no saved training state: not a finished run")
+        trained = json.loads((state / "trainer_state.json").read_text())["args"]
+        if trained.get("init"):   # a path on the machine that trained it: the chain's name for it instead
+            trained = {**trained, "init": f"CKPT{i - 1}"}
+        per_link.append({"command": train_command(trained, out=f"RUN{i}" if len(runs) > 1 else "OUT"),
+                         "stage_steps": s["stage_steps"], "seconds": s["seconds"],
                          "examples_per_s": s["examples_per_s"], "torch_threads": s["torch_threads"],
                          "resumed": s["resumed"]})
-    if len(links) > 1:
-        summary["command"] = chain_command(links)
+    if command:
+        summary["command"] = command
     summary["links"] = per_link
     summary["recipe_seconds"] = round(sum(p["seconds"] for p in per_link), 1)
     (out / SUMMARY).write_text(json.dumps(summary, indent=1))
+    return summary
 
 
 def main(argv=None) -> int:

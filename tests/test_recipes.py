@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from codefusion.bundle import model_card
 from codefusion.errors import CodeFusionError
 from codefusion.recipes import RECIPES, Link, chain_command, main, run_recipe
 
@@ -33,6 +34,8 @@ def test_a_chain_runs_links_in_order_bundles_the_last_and_records_every_link(dat
     assert [sum(link["stage_steps"].values()) for link in summary["links"]] == [2, 1]
     assert all(link["torch_threads"] >= 1 and "--init" in link["command"] for link in summary["links"][1:])
     assert summary["recipe_seconds"] == pytest.approx(sum(link["seconds"] for link in summary["links"]), abs=0.11)
+    assert "--init CKPT1" in summary["links"][1]["command"] and str(tmp_path) not in json.dumps(summary["links"])
+    assert "- all 2 runs: 3 steps, " in model_card(out, "you/codefusion-bash")   # the Hub card counts the whole chain, not its last run
 
     # Run again: both links finished, so nothing trains; only the bundles are made again.
     weights = (out / "model.safetensors").read_bytes()
