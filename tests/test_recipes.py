@@ -35,13 +35,32 @@ def test_a_chain_runs_links_in_order_bundles_the_last_and_records_every_link(dat
     assert all(link["torch_threads"] >= 1 and "--init" in link["command"] for link in summary["links"][1:])
     assert summary["recipe_seconds"] == pytest.approx(sum(link["seconds"] for link in summary["links"]), abs=0.11)
     assert "--init CKPT1" in summary["links"][1]["command"] and str(tmp_path) not in json.dumps(summary["links"])
-    assert "- all 2 runs: 3 steps, " in model_card(out, "you/codefusion-bash")   # the Hub card counts the whole chain, not its last run
+    # the Hub card counts the whole chain, not its last run
+    assert "- all 2 runs: 3 steps, " in model_card(out, "you/codefusion-bash")
 
     # Run again: both links finished, so nothing trains; only the bundles are made again.
     weights = (out / "model.safetensors").read_bytes()
     again = run_recipe("bash", out, work=work, data_dir=str(data_dir), links=TINY, echo=lambda *_: None)
     assert [c.split()[2] for c in again] == ["codefusion.bundle"] * 2
     assert (out / "model.safetensors").read_bytes() == weights
+
+
+def test_the_same_command_resumes_a_link_that_was_killed(data_dir, tmp_path):
+    from conftest import train_tiny
+
+    one = (Link(("--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "3", "--save-every", "1",
+                 "--eval-every", "1000", "--quiet")),)
+    # A link killed after step 1: its state is saved, its plan is 3 steps (--stop-after stands in for the kill).
+    train_tiny(data_dir, tmp_path / "ckpt-runs" / "link1", "bash", 3, "--stage", "finetune", "--stop-after", "1")
+    meta_file = tmp_path / "ckpt-runs" / "link1" / "state" / "trainer_state.json"
+    meta = json.loads(meta_file.read_text())
+    meta["args"]["stop_after"] = None
+    meta_file.write_text(json.dumps(meta))
+    ran = run_recipe("bash", tmp_path / "ckpt", data_dir=str(data_dir), links=one, echo=lambda *_: None)
+    assert ran[0].endswith("--resume")
+    summary = json.loads((tmp_path / "ckpt" / "training_summary.json").read_text())
+    assert summary["resumed"] == 1 and summary["links"][0]["resumed"] == 1
+    assert sum(summary["stage_steps"].values()) == 3
 
 
 def write_state(run: Path, step: int, total: int, **args) -> None:
