@@ -113,8 +113,8 @@ def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str 
     work = Path(work) if work else out.with_name(out.name + "-runs")
     if out.resolve() == work.resolve() or out.resolve() in work.resolve().parents:
         raise CodeFusionError(f"--work {work} must lie outside --out {out}: the final bundle replaces --out")
-    commands = []
-    for step in plan(links, out, work, data_dir):
+    commands, steps = [], plan(links, out, work, data_dir)
+    for step in steps:
         argv = list(step.argv)
         if step.kind == "train" and not dry_run:
             state = _run_state(step.out)
@@ -131,7 +131,7 @@ def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str 
         if code:
             raise CodeFusionError(f"`{line}` failed (exit code {code}); run the recipe again to go on from {step.out}")
     if not dry_run:
-        runs = [work / f"link{i}" for i in range(1, len(links) + 1)]
+        runs = [step.out for step in steps if step.kind == "train"]
         record_chain(out, runs, chain_command(links) if len(links) > 1 else None)
     return commands
 
