@@ -439,7 +439,6 @@ def train(args) -> Path:
     snippet_limit = args.snippet_limit or recipe.snippet_limit
     snippets = None  # the run's seeded draw of pre-training code, loaded once (Python's takes seconds)
 
-    templates, templated = args.bash_templates, False   # programs as the metric sees them (or an --init model's)
     if state_dir is not None:
         model = CodeFusion.from_pretrained(state_dir)
         meta = json.loads((state_dir / "trainer_state.json").read_text())
@@ -455,7 +454,7 @@ def train(args) -> Path:
                 raise CodeFusionError(f"--resume: the run in {out} was started with {flag} {saved}, not {given}")
             setattr(args, name, saved)
         args.save_fp16 = args.save_fp16 or bool(meta["args"].get("save_fp16"))   # a resumed run exports as it began
-        if templates and not model.config.bash_templates:
+        if args.bash_templates and not model.config.bash_templates:
             raise CodeFusionError(f"--resume: the run in {out} was started without --bash-templates")
         if args.prompt_dropout is not None and args.prompt_dropout != model.config.prompt_dropout:
             raise CodeFusionError(f"--resume: the run in {out} was started with --prompt-dropout "
@@ -469,7 +468,7 @@ def train(args) -> Path:
             raise CodeFusionError(f"--init {args.init} is a CodeFusion checkpoint, not an autoregressive one")
         if args.sentence_case_prompts:  # a prompt setting, not a shape: it can change on the way
             model.config = model.config.replace(sentence_case_prompts=True)
-        if templates:   # a data setting: a raw model may go on learning on templates
+        if args.bash_templates:   # a data setting: a raw model may go on learning on templates
             model.config = model.config.replace(bash_templates=True)
         if args.prompt_dropout is not None:   # a training setting: a fine-tuning link may start learning the null
             model.config = model.config.replace(prompt_dropout=args.prompt_dropout)
@@ -481,14 +480,15 @@ def train(args) -> Path:
         # The BPE sees the pre-training snippets when the run pre-trains (or when asked, to hold the tokenizer
         # fixed while the pre-training share changes); pre-training then uses this same seeded draw.
         with_snippets = {"auto": bool(stage_steps["pretrain"]), "pairs": False, "pairs+snippets": True}[args.bpe_corpus]
-        if templates:   # before the tokenizer is fitted, so that it is fitted on what the model writes
-            train_pairs, val_pairs, templated = bash.as_templates(train_pairs), bash.as_templates(val_pairs), True
+        if args.bash_templates:   # before the tokenizer is fitted, so that it is fitted on what the model writes
+            train_pairs, val_pairs = bash.as_templates(train_pairs), bash.as_templates(val_pairs)
         if with_snippets:
             snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed,
-                                     transform=bash.template if templates else None)
+                                     transform=bash.template if args.bash_templates else None)
         model = build_model(args, lang, train_pairs, snippets or [])
     tokenizer, config = model.tokenizer, model.config
-    if config.bash_templates and not templated:   # an --init or resumed model trained on templates goes on with them
+    # A resumed or --init model trained on templates goes on with them (a new one's pairs were templated above).
+    if config.bash_templates and (state_dir is not None or args.init):
         train_pairs, val_pairs = bash.as_templates(train_pairs), bash.as_templates(val_pairs)
     args.unroll, args.copy_augment = args.unroll or 0.0, args.copy_augment or 0.0
     args.matmul_precision = args.matmul_precision or "highest"
