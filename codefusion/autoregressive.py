@@ -18,7 +18,7 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 from codefusion.loss import LossTerms
 from codefusion.metrics import literal_grounding
-from codefusion.model import CodeFusion, use_fast_dropout
+from codefusion.model import CodeFusion
 from codefusion.sampler import MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank_functions, rank_rows
 
 DECODINGS = ("beam", "sample")
@@ -47,7 +47,7 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         if config.architecture != "autoregressive":
             raise CodeFusionError(f"ARBaseline needs architecture='autoregressive', got {config.architecture!r}")
         self.config = config
-        self.t5 = use_fast_dropout(T5ForConditionalGeneration(t5_config(config)))
+        self.t5 = T5ForConditionalGeneration(t5_config(config))
         self.tokenizer = None
 
     # the checkpoint format and prompt handling are CodeFusion's

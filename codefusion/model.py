@@ -37,7 +37,7 @@ def build_encoder(config: CodeFusionConfig):
                   d_ff=config.encoder_ff, num_layers=config.encoder_layers, num_heads=config.encoder_heads,
                   dropout_rate=config.dropout, feed_forward_proj="relu", is_encoder_decoder=False,
                   use_cache=False, pad_token_id=config.pad_token_id, eos_token_id=2)
-    return use_fast_dropout(T5EncoderModel(t5))
+    return T5EncoderModel(t5)
 
 
 class CodeEmbedding(nn.Module):
@@ -156,94 +156,20 @@ class CopyHead(nn.Module):
         return torch.logaddexp(log_keep + logits.log_softmax(-1), log_gate + log_copy)
 
 
-# --- dropout and attention, fast on CPU ----------------------------------------------------------
-# torch's CPU dropout draws its mask with bernoulli_, one generator call per element: a third of a Bash training
-# step (session 56's profile). Cutting 16-bit pieces from full-range 64-bit draws makes the same Bernoulli mask (p
-# rounded to 1/65536) with a quarter of the calls. GPUs keep torch's fused kernel.
-def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """F.dropout(x, p, training), from the same global generator (seeded runs repeat; --resume restores it)."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, True)
-    cut = round(p * 65536)   # pieces below cut - 32768 are dropped: P = cut / 65536
-    if cut >= 65536:
-        return x * 0.0
-    n = x.numel()
-    pieces = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2**63, None).view(torch.int16)[:n]
-    keep = pieces.view(x.shape) >= cut - 32768
-    return x * keep.to(x.dtype).mul_(65536 / (65536 - cut))
-
-
-class Dropout(nn.Dropout):
-    """nn.Dropout through `dropout` above (no weights: checkpoints are unchanged)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
-
-
-def _attention(q, k, v, scale: float, p: float = 0.0, training: bool = False, mask=None, bias=None) -> torch.Tensor:
-    """softmax(q k^T scale + bias) v over (B, heads, L, d); mask: bool, True where attention is allowed; p: dropout of
-    the attention weights. Training on CPU writes the products out (SDPA's fused CPU kernel took 12 ms per backward
-    here, 147 ms of a 413 ms Bash step; its fallback for dropout uses torch's slow mask); otherwise SDPA's kernel."""
-    if not (training and q.device.type == "cpu"):
-        if bias is not None:   # transformers' T5 mask: bias plus the mask's -inf, as SDPA's float mask
-            mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p if training else 0.0, scale=scale)
-    scores = q @ k.transpose(-2, -1) * scale
-    if bias is not None:
-        scores = scores + bias
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return dropout(scores.softmax(-1), p, training) @ v
-
-
-def _t5_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_bias=None, **kwargs):
-    """transformers' eager T5 attention (an additive mask and position bias, T5's scale of 1) run by `_attention`."""
-    bias = position_bias
-    if attention_mask is not None:
-        bias = attention_mask if bias is None else bias + attention_mask
-    out = _attention(query, key, value, query.shape[-1] ** -0.5 if scaling is None else scaling, dropout,
-                     module.training, bias=bias)
-    return out.transpose(1, 2).contiguous(), None
-
-
-T5_ATTENTION = "codefusion"
-
-
-def use_fast_dropout(module: nn.Module) -> nn.Module:
-    """Every nn.Dropout of `module` becomes `Dropout`, and its T5 parts (E; the AR baseline) attend through
-    `_t5_attention`: the same model and weights, trained faster on CPU."""
-    from transformers import AttentionInterface, PreTrainedModel
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
-
-    AttentionInterface.register(T5_ATTENTION, _t5_attention)
-    # and eager attention's masks (additive, causal in the AR decoder): unregistered, transformers would pass none
-    AttentionMaskInterface.register(T5_ATTENTION, eager_mask)
-    for parent in list(module.modules()):
-        for name, child in parent.named_children():
-            if type(child) is nn.Dropout:
-                setattr(parent, name, Dropout(child.p, child.inplace))
-    for part in module.modules():
-        if isinstance(part, PreTrainedModel):
-            part.config._attn_implementation = T5_ATTENTION
-    return module
-
-
 def _stack(config: CodeFusionConfig, n_layers: int) -> nn.ModuleList:
     # Pre-norm blocks of self-attention (no causal mask: every position sees every other),
-    # cross-attention to E_s, and a feed-forward layer. The stock modules hold the weights; `_layer` runs them.
-    return use_fast_dropout(nn.ModuleList(
+    # cross-attention to E_s, and a feed-forward layer. PyTorch runs attention through fused SDPA.
+    return nn.ModuleList(
         nn.TransformerDecoderLayer(config.width, config.heads, config.ff, dropout=config.dropout,
                                    activation="gelu", batch_first=True, norm_first=True)
-        for _ in range(n_layers)))
+        for _ in range(n_layers))
 
 
-# --- one block, with cross-attention K/V computed once ---------------------------------------------
+# --- inference path with cached cross-attention K/V ------------------------------------------------
 # E_s is fixed for a whole request, so each layer's cross-attention keys and values are too: the
-# sampler computes them once (`MemoryCache`) instead of at every denoising step. `_layer` is
-# nn.TransformerDecoderLayer's forward (pre-norm) written out with the stock weights, so checkpoints are
-# unchanged; tests check that both agree. Training runs it too, with a cache built per batch.
+# sampler computes them once (`MemoryCache`) instead of at every denoising step. `_cached_layer` is
+# nn.TransformerDecoderLayer's eval forward (pre-norm, no dropout) written out with the stock weights,
+# so checkpoints are unchanged; tests check that both paths agree.
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(B, L, W) -> (B, heads, L, W / heads), a view."""
@@ -252,7 +178,7 @@ def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def _attend(mha: nn.MultiheadAttention, q, k, v, mask) -> torch.Tensor:
-    out = _attention(q, k, v, q.shape[-1] ** -0.5, mha.dropout, mha.training, mask=mask)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     b, _, n, _ = out.shape
     return mha.out_proj(out.transpose(1, 2).reshape(b, n, mha.embed_dim))
 
@@ -272,21 +198,25 @@ class MemoryCache:
         self.mask = ~memory_pad_mask[:, None, None, :] if has_pad else None
 
 
-def _layer(layer: nn.TransformerDecoderLayer, h: torch.Tensor, kv, mask) -> torch.Tensor:
+def _cached_layer(layer: nn.TransformerDecoderLayer, h: torch.Tensor, kv, mask) -> torch.Tensor:
     sa, ca = layer.self_attn, layer.multihead_attn
     q, k, v = F.linear(layer.norm1(h), sa.in_proj_weight, sa.in_proj_bias).chunk(3, dim=-1)
-    h = h + layer.dropout1(_attend(sa, _heads(q, sa.num_heads), _heads(k, sa.num_heads), _heads(v, sa.num_heads), None))
+    h = h + _attend(sa, _heads(q, sa.num_heads), _heads(k, sa.num_heads), _heads(v, sa.num_heads), None)
     w = ca.embed_dim
     q = F.linear(layer.norm2(h), ca.in_proj_weight[:w], ca.in_proj_bias[:w])
-    h = h + layer.dropout2(_attend(ca, _heads(q, ca.num_heads), *kv, mask))
-    return h + layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(h))))))
+    h = h + _attend(ca, _heads(q, ca.num_heads), *kv, mask)
+    return h + layer.linear2(layer.activation(layer.linear1(layer.norm3(h))))
 
 
 def _run_stack(layers: nn.ModuleList, h, memory, memory_pad_mask, cache: MemoryCache | None) -> torch.Tensor:
-    if cache is None:   # training, and callers without a cache: this batch's
-        cache = MemoryCache(layers, memory, memory_pad_mask)
+    if cache is None:  # training, and callers without a cache: the stock modules
+        for layer in layers:
+            h = layer(h, memory, memory_key_padding_mask=memory_pad_mask)
+        return h
+    if layers.training:
+        raise CodeFusionError("the cached-K/V path skips dropout: use it in eval mode only")
     for layer, kv in zip(layers, cache.kv):
-        h = _layer(layer, h, kv, cache.mask)
+        h = _cached_layer(layer, h, kv, cache.mask)
     return h
 
 
