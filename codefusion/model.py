@@ -22,6 +22,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from codefusion.config import CodeFusionConfig
+from codefusion.cpu_training import Dropout, attention
 from codefusion.diffusion import GaussianDiffusion, timestep_embedding
 from codefusion.errors import CodeFusionError
 from codefusion.tokenization import sentence_case
@@ -165,11 +166,12 @@ def _stack(config: CodeFusionConfig, n_layers: int) -> nn.ModuleList:
         for _ in range(n_layers))
 
 
-# --- inference path with cached cross-attention K/V ------------------------------------------------
+# --- one block written out, with cross-attention K/V computed once ---------------------------------
 # E_s is fixed for a whole request, so each layer's cross-attention keys and values are too: the
-# sampler computes them once (`MemoryCache`) instead of at every denoising step. `_cached_layer` is
-# nn.TransformerDecoderLayer's eval forward (pre-norm, no dropout) written out with the stock weights,
-# so checkpoints are unchanged; tests check that both paths agree.
+# sampler computes them once (`MemoryCache`) instead of at every denoising step. `_layer` is
+# nn.TransformerDecoderLayer's forward (pre-norm) written out with the stock weights, so checkpoints
+# are unchanged; tests check that both paths agree. Training runs it only with --fast-cpu-training
+# (cpu_training.py: its dropouts and attention), with a cache built per batch.
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(B, L, W) -> (B, heads, L, W / heads), a view."""
@@ -177,8 +179,11 @@ def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.view(b, n, n_heads, w // n_heads).transpose(1, 2)
 
 
-def _attend(mha: nn.MultiheadAttention, q, k, v, mask) -> torch.Tensor:
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+def _attend(mha: nn.MultiheadAttention, q, k, v, mask, fast: bool = False) -> torch.Tensor:
+    if fast:   # --fast-cpu-training: attention dropout, and products written out when training on CPU
+        out = attention(q, k, v, q.shape[-1] ** -0.5, mha.dropout, mha.training, mask=mask)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     b, _, n, _ = out.shape
     return mha.out_proj(out.transpose(1, 2).reshape(b, n, mha.embed_dim))
 
@@ -198,25 +203,30 @@ class MemoryCache:
         self.mask = ~memory_pad_mask[:, None, None, :] if has_pad else None
 
 
-def _cached_layer(layer: nn.TransformerDecoderLayer, h: torch.Tensor, kv, mask) -> torch.Tensor:
+def _layer(layer: nn.TransformerDecoderLayer, h: torch.Tensor, kv, mask) -> torch.Tensor:
+    fast = isinstance(layer.dropout1, Dropout)   # swapped in by fast_cpu_training; stock dropouts pass x in eval
     sa, ca = layer.self_attn, layer.multihead_attn
     q, k, v = F.linear(layer.norm1(h), sa.in_proj_weight, sa.in_proj_bias).chunk(3, dim=-1)
-    h = h + _attend(sa, _heads(q, sa.num_heads), _heads(k, sa.num_heads), _heads(v, sa.num_heads), None)
+    h = h + layer.dropout1(_attend(sa, _heads(q, sa.num_heads), _heads(k, sa.num_heads), _heads(v, sa.num_heads),
+                                   None, fast))
     w = ca.embed_dim
     q = F.linear(layer.norm2(h), ca.in_proj_weight[:w], ca.in_proj_bias[:w])
-    h = h + _attend(ca, _heads(q, ca.num_heads), *kv, mask)
-    return h + layer.linear2(layer.activation(layer.linear1(layer.norm3(h))))
+    h = h + layer.dropout2(_attend(ca, _heads(q, ca.num_heads), *kv, mask, fast))
+    return h + layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(h))))))
 
 
 def _run_stack(layers: nn.ModuleList, h, memory, memory_pad_mask, cache: MemoryCache | None) -> torch.Tensor:
-    if cache is None:  # training, and callers without a cache: the stock modules
+    fast = len(layers) > 0 and isinstance(layers[0].dropout1, Dropout)
+    if cache is None and not fast:  # training, and callers without a cache: the stock modules
         for layer in layers:
             h = layer(h, memory, memory_key_padding_mask=memory_pad_mask)
         return h
-    if layers.training:
-        raise CodeFusionError("the cached-K/V path skips dropout: use it in eval mode only")
+    if cache is None:   # --fast-cpu-training: this batch's
+        cache = MemoryCache(layers, memory, memory_pad_mask)
+    elif layers.training and not fast:
+        raise CodeFusionError("the cached-K/V path skips attention dropout: use it in eval mode only")
     for layer, kv in zip(layers, cache.kv):
-        h = _cached_layer(layer, h, kv, cache.mask)
+        h = _layer(layer, h, kv, cache.mask)
     return h
 
 

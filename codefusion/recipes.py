@@ -36,15 +36,16 @@ def _flags(text: str) -> tuple[str, ...]:
 
 
 # The commands recorded in checkpoints/<lang>/training_summary.json (trainer defaults left out).
+# Bash trains with --fast-cpu-training (session 57): 66 min alone on two threads instead of 101, no worse on val.
 _BASH_FINETUNE = Link(_flags("--lang bash --preset small --stage finetune --max-steps 3200 --lr 5e-4 --seed 0 "
-                             "--save-fp16 --eval-every 400 --mixed-precision bf16"))
+                             "--save-fp16 --eval-every 400 --mixed-precision bf16 --fast-cpu-training"))
 RECIPES: dict[str, tuple[Link, ...]] = {
     "cf": (Link(_flags("--lang cf --preset small --stage all --max-steps 1600 --pretrain-tasks cpd --copy-head on "
                        "--copy-augment 0.5 --seed 0 --save-fp16")),),
     "bash": (
         # 1600 pre-training + 4800 fine-tuning steps on NL2Bash templates, sampled with sentence-case prompts ...
         Link(_flags("--lang bash --preset small --stage all --max-steps 6400 --embed-scale 0.5 --bash-templates "
-                    "--seed 0 --save-fp16 --mixed-precision bf16"), bundle=("--sentence-case-prompts",)),
+                    "--seed 0 --save-fp16 --mixed-precision bf16 --fast-cpu-training"), bundle=("--sentence-case-prompts",)),
         # ... then twice 3200 more fine-tuning steps at half the learning rate (--init keeps both settings)
         _BASH_FINETUNE,
         _BASH_FINETUNE,
@@ -91,17 +92,20 @@ def _run_state(run: Path) -> str:
     from codefusion.trainer import find_state
 
     state = find_state(run) if run.is_dir() else None
-    if state is None:
-        if run.is_dir() and any(run.iterdir()):
-            # Stopped before its first save: nothing to continue. Its log is kept, beside the fresh run's.
-            if (run / "log.jsonl").is_file():
-                (run / "log.jsonl").rename(run / "log.interrupted.jsonl")
-            return "overwrite"
-        return "new"
+    if state is None:   # stopped before its first save: nothing to continue
+        return "overwrite" if run.is_dir() and any(run.iterdir()) else "new"
     meta = json.loads((state / "trainer_state.json").read_text())
     if meta["args"].get("stop_after"):
         raise CodeFusionError(f"{run} was stopped with --stop-after, so it is no run of this recipe: move it away")
     return "done" if meta["step"] >= sum(meta["stage_steps"].values()) else "resume"
+
+
+def _set_log_aside(run: Path) -> None:
+    """Keep the log of a run that starts over (log.interrupted.jsonl, then .2, .3 ...), not mixed into the new one."""
+    log = run / "log.jsonl"
+    if log.is_file():
+        names = (f"log.interrupted{'' if n == 1 else f'.{n}'}.jsonl" for n in range(1, 10_000))
+        log.rename(run / next(name for name in names if not (run / name).exists()))
 
 
 def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str | None = None,
@@ -121,6 +125,8 @@ def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str 
             if state == "done":
                 echo(f"{step.out} finished before: skipped")
                 continue
+            if state == "overwrite":
+                _set_log_aside(step.out)
             argv += {"resume": ["--resume"], "overwrite": ["--overwrite"], "new": []}[state]
         line = shlex.join(("python", "-m", *argv))
         commands.append(line)

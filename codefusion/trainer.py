@@ -409,6 +409,7 @@ def train(args) -> Path:
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from tqdm.auto import tqdm
 
+    from codefusion.cpu_training import fast_cpu_training
     from codefusion.model import CodeFusion
     from codefusion.sampler import load_model
 
@@ -446,7 +447,7 @@ def train(args) -> Path:
         # Settings that shape every step: a resumed run keeps the saved ones and refuses others.
         # (Runs saved before a flag existed trained without it.)
         for name, default in (("ema_decay", None), ("unroll", 0.0), ("copy_augment", 0.0),
-                              ("matmul_precision", "highest")):
+                              ("matmul_precision", "highest"), ("fast_cpu_training", False)):
             saved, given = meta["args"].get(name), getattr(args, name)
             saved = default if saved is None else saved
             if given is not None and given != saved:
@@ -486,6 +487,8 @@ def train(args) -> Path:
             snippets = load_snippets(lang, args.data_dir, limit=snippet_limit, seed=args.seed,
                                      transform=bash.template if args.bash_templates else None)
         model = build_model(args, lang, train_pairs, snippets or [])
+    if args.fast_cpu_training:   # module swaps only: no weights, no random draws
+        fast_cpu_training(model)
     tokenizer, config = model.tokenizer, model.config
     # A resumed or --init model trained on templates goes on with them (a new one's pairs were templated above).
     if config.bash_templates and (state_dir is not None or args.init):

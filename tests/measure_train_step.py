@@ -1,12 +1,13 @@
 """Seconds per training step (fine-tuning batch: loss, backward, AdamW) of a checkpoint's shapes, on this machine.
 
-    python tests/measure_train_step.py --checkpoint checkpoints/bash --steps 60 [--compile] [--threads 2] [--mixed-precision bf16] [--matmul-precision medium]
+    python tests/measure_train_step.py --checkpoint checkpoints/bash --steps 60 [--compile] [--threads 2] [--mixed-precision bf16] [--matmul-precision medium] [--fast-cpu-training]
 
 Trains a copy of the checkpoint (in memory; nothing is written) on its language's training pairs with the
 trainer's own `batch_loss`, and prints the median and mean seconds per step after `--warmup` steps. With
 `--compile` N, D and E go through `torch.compile` first (the warm-up then includes compilation); with
 `--mixed-precision bf16` the loss runs under bfloat16 autocast and with `--matmul-precision medium` the matrix
-products take bfloat16 inputs, as the trainer's flags of those names do. Not a test
+products take bfloat16 inputs, and `--fast-cpu-training` swaps in the faster CPU dropout and attention, as the
+trainer's flags of those names do. Not a test
 (no timing assertions in CI): a benchmark script, as the README says.
 """
 
@@ -35,12 +36,14 @@ def main(argv=None) -> int:
                     help="bf16: the loss under bfloat16 autocast, as `train --mixed-precision bf16` on a CPU")
     ap.add_argument("--matmul-precision", default="highest", choices=["highest", "high", "medium"],
                     help="as `train --matmul-precision`")
+    ap.add_argument("--fast-cpu-training", action="store_true", help="as `train --fast-cpu-training`")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         ap.error("--steps and --batch-size must be at least 1, --warmup at least 0")
     import torch
 
+    from codefusion.cpu_training import fast_cpu_training
     from codefusion.data import load_split
     from codefusion.sampler import load_model
     from codefusion.trainer import PairData, batch_loss, encode_codes, matmul_precision
@@ -49,6 +52,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = load_model(args.checkpoint, device="cpu").float().train()   # a folder or a Hub repo id
+    if args.fast_cpu_training:
+        fast_cpu_training(model)
     pairs = load_split(model.config.language, "train", args.data_dir)
     codes, _ = encode_codes(model.tokenizer, [e.code for e in pairs], model.config.code_len)
     data = PairData([e.nl for e in pairs], codes)
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
     timed = times[args.warmup:]
     print(json.dumps({"checkpoint": args.checkpoint, "compile": args.compile,
                       "mixed_precision": args.mixed_precision, "matmul_precision": args.matmul_precision,
-                      "threads": torch.get_num_threads(),
+                      "fast_cpu_training": args.fast_cpu_training, "threads": torch.get_num_threads(),
                       "batch_size": args.batch_size, "steps": len(timed),
                       "median_s": round(statistics.median(timed), 4), "mean_s": round(statistics.mean(timed), 4),
                       "examples_per_s": round(args.batch_size / statistics.median(timed), 1)}))

@@ -7,6 +7,8 @@ import json
 import pytest
 import torch
 
+from codefusion.model import _layer
+
 
 @pytest.fixture(scope="module")
 def smoke_report(tiny_bash_checkpoint, data_dir, tmp_path_factory):
@@ -109,9 +111,87 @@ def test_cached_cross_attention_matches_the_stock_layers(tiny_bash_checkpoint):
         torch.testing.assert_close(model.denoise(x, t, memory, pad, x, cache=n_cache),
                                    model.denoise(x, t, memory, pad, x))
         torch.testing.assert_close(model.decode(x, memory, pad, cache=d_cache), model.decode(x, memory, pad))
+        # and the stock modules themselves, one layer written out
+        h, layer = torch.randn(4, model.config.code_len, model.config.width), model.denoiser.layers[0]
+        torch.testing.assert_close(_layer(layer, h, n_cache.kv[0], n_cache.mask),
+                                   layer(h, memory, memory_key_padding_mask=pad))
     model.train()
     with pytest.raises(CodeFusionError, match="eval mode"):
         model.denoise(x, t, memory, pad, x, cache=n_cache)
+
+
+def _zero_dropout(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "dropout", None), float):   # attention dropout (nn.MultiheadAttention, T5Attention)
+            m.dropout = 0.0
+    return model.train()
+
+
+def test_fast_cpu_training_computes_what_the_stock_layers_and_transformers_t5_compute(tiny_bash_checkpoint):
+    """--fast-cpu-training runs N and D through `_layer` (products written out on CPU) and E through
+    `_t5_attention`: with dropout off they compute what the stock modules and transformers' eager T5 attention
+    compute, gradients included, padding (E, cross-attention) and the AR decoder's causal mask included."""
+    from codefusion.autoregressive import ARBaseline
+    from codefusion.cpu_training import T5_ATTENTION, Dropout, fast_cpu_training
+    from codefusion.sampler import load_model
+
+    stock = _zero_dropout(load_model(tiny_bash_checkpoint, device="cpu"))
+    model = _zero_dropout(fast_cpu_training(load_model(tiny_bash_checkpoint, device="cpu")))
+    assert isinstance(model.denoiser.layers[0].dropout1, Dropout) and model.state_dict().keys() == stock.state_dict().keys()
+    torch.manual_seed(0)
+    ids, attn = model.tokenize_prompts(["list files", "find every txt file below this folder and delete it"])
+    pad = attn == 0
+    memory = model.encode(ids, attn)
+    torch.testing.assert_close(memory, stock.encode(ids, attn))
+    x = torch.randn(2, model.config.code_len, model.config.embed_dim, requires_grad=True)
+    t = torch.tensor([900, 10])
+    for ours, theirs in ((model.denoise(x, t, memory, pad, x), stock.denoise(x, t, memory, pad, x)),
+                         (model.decode(x, memory, pad), stock.decode(x, memory, pad))):
+        torch.testing.assert_close(ours, theirs)
+        torch.testing.assert_close(torch.autograd.grad(ours.square().sum(), x, retain_graph=True)[0],
+                                   torch.autograd.grad(theirs.square().sum(), x, retain_graph=True)[0])
+    assert model.encoder.config._attn_implementation == T5_ATTENTION
+    ar = _zero_dropout(fast_cpu_training(ARBaseline(model.config.replace(architecture="autoregressive"))))
+    assert ar.t5.config._attn_implementation == T5_ATTENTION
+    labels = torch.randint(5, model.config.vocab_size, (2, 6))
+    for t5, run in ((model.encoder, lambda: model.encoder(input_ids=ids, attention_mask=attn).last_hidden_state),
+                    (ar.t5, lambda: ar.t5(input_ids=ids, attention_mask=attn, labels=labels).logits)):
+        for training in (True, False):
+            t5.train(training)
+            outs = []
+            for impl in (T5_ATTENTION, "eager"):
+                t5.config._attn_implementation = impl
+                outs.append(run())
+            t5.config._attn_implementation = T5_ATTENTION
+            torch.testing.assert_close(*outs)
+    later = labels.clone()
+    later[:, 4] = 9   # the decoder reads labels shifted right: logits up to position 4 must not see it
+    torch.testing.assert_close(ar.t5(input_ids=ids, attention_mask=attn, labels=later).logits[:, :5], outs[0][:, :5])
+
+
+def test_fast_dropout_draws_a_bernoulli_mask_from_the_seeded_generator():
+    from codefusion.cpu_training import Dropout, dropout
+
+    x = torch.ones(400, 1000, requires_grad=True)
+    torch.manual_seed(3)
+    y = dropout(x, 0.1)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(0.9, abs=0.003)   # 400k draws: sd 0.0005
+    assert torch.allclose(y[kept], torch.tensor(65536 / (65536 - 6554)))   # p is rounded to 6554 / 65536
+    assert y.mean().item() == pytest.approx(1.0, abs=0.004)                 # unbiased
+    assert kept[:, :500].float().mean().item() == pytest.approx(kept[:, 500:].float().mean().item(), abs=0.005)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())   # the gradient passes where the value did, scaled alike
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.1), y)   # a seeded run repeats (and --resume restores the generator)
+    assert not torch.equal(dropout(x, 0.1), y)
+    assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0) is x
+    assert not dropout(torch.ones(7), 1.0).any()
+    assert dropout(torch.ones(3, 5, dtype=torch.bfloat16), 0.5).dtype == torch.bfloat16
+    layer = Dropout(0.3).eval()
+    assert layer(x) is x and isinstance(layer, torch.nn.Dropout)
 
 
 def test_train_step_benchmark_trains_in_memory_and_reports_its_settings(tiny_bash_checkpoint, data_dir, capsys):

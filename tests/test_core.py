@@ -562,6 +562,28 @@ def test_bfloat16_matmuls_resume_exactly_and_leave_the_caller_at_full_precision(
         assert losses(exact / "log.jsonl") != losses(full / "log.jsonl")
 
 
+def test_fast_cpu_training_resumes_exactly_keeps_its_setting_and_draws_other_masks(data_dir, tmp_path, capsys):
+    from codefusion.bundle import summarize_log, train_command
+    from codefusion.model import CodeFusion
+    from codefusion.train import main
+
+    args = ["--lang", "bash", "--preset", "tiny", "--max-steps", "8", "--dropout", "0.1", "--data-dir", str(data_dir),
+            "--quiet", "--snippet-limit", "500", "--eval-every", "4", "--save-every", "4"]
+    full, part, stock = tmp_path / "full", tmp_path / "part", tmp_path / "stock"
+    assert main(args + ["--out", str(full), "--fast-cpu-training"]) == 0
+    assert main(args + ["--out", str(part), "--fast-cpu-training", "--stop-after", "4"]) == 0
+    assert main(args + ["--out", str(part), "--resume"]) == 0     # the saved setting is kept
+    assert losses(part / "log.jsonl") == losses(full / "log.jsonl")
+    assert main(args + ["--out", str(stock), "--stop-after", "4"]) == 0
+    assert main(args + ["--out", str(stock), "--resume", "--fast-cpu-training"]) == 2
+    assert "started with --fast-cpu-training False, not True" in capsys.readouterr().err
+    assert losses(stock / "log.jsonl")[0] != losses(full / "log.jsonl")[0]   # other dropout draws from step 1
+    trained = json.loads((full / "state" / "trainer_state.json").read_text())["args"]
+    assert "--fast-cpu-training" in train_command(trained) and summarize_log(full / "log.jsonl")["seconds"] > 0
+    model = CodeFusion.from_pretrained(full)   # the checkpoint is an ordinary one
+    assert all(type(m) is torch.nn.Dropout for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+
 def test_training_refuses_to_clobber_or_resume_nothing(data_dir, tmp_path, capsys):
     from codefusion.train import main
 

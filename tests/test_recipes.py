@@ -45,22 +45,33 @@ def test_a_chain_runs_links_in_order_bundles_the_last_and_records_every_link(dat
     assert (out / "model.safetensors").read_bytes() == weights
 
 
+ONE = (Link(("--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "3", "--save-every", "1",
+             "--eval-every", "1000", "--quiet")),)
+
+
 def test_the_same_command_resumes_a_link_that_was_killed(data_dir, tmp_path):
     from conftest import train_tiny
 
-    one = (Link(("--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "3", "--save-every", "1",
-                 "--eval-every", "1000", "--quiet")),)
     # A link killed after step 1: its state is saved, its plan is 3 steps (--stop-after stands in for the kill).
     train_tiny(data_dir, tmp_path / "ckpt-runs" / "link1", "bash", 3, "--stage", "finetune", "--stop-after", "1")
     meta_file = tmp_path / "ckpt-runs" / "link1" / "state" / "trainer_state.json"
     meta = json.loads(meta_file.read_text())
     meta["args"]["stop_after"] = None
     meta_file.write_text(json.dumps(meta))
-    ran = run_recipe("bash", tmp_path / "ckpt", data_dir=str(data_dir), links=one, echo=lambda *_: None)
+    ran = run_recipe("bash", tmp_path / "ckpt", data_dir=str(data_dir), links=ONE, echo=lambda *_: None)
     assert ran[0].endswith("--resume")
     summary = json.loads((tmp_path / "ckpt" / "training_summary.json").read_text())
     assert summary["resumed"] == 1 and summary["links"][0]["resumed"] == 1
     assert sum(summary["stage_steps"].values()) == 3
+
+
+def test_a_link_that_saved_nothing_starts_over_and_keeps_its_log(data_dir, tmp_path):
+    run = tmp_path / "ckpt-runs" / "link1"
+    run.mkdir(parents=True)
+    (run / "log.jsonl").write_text('{"event": "start", "killed": "before its first save"}\n')
+    ran = run_recipe("bash", tmp_path / "ckpt", data_dir=str(data_dir), links=ONE, echo=lambda *_: None)
+    assert ran[0].endswith("--overwrite")
+    assert "killed" in (run / "log.interrupted.jsonl").read_text() and "killed" not in (run / "log.jsonl").read_text()
 
 
 def write_state(run: Path, step: int, total: int, **args) -> None:
@@ -70,7 +81,7 @@ def write_state(run: Path, step: int, total: int, **args) -> None:
 
 
 def test_an_interrupted_link_resumes_and_one_that_saved_nothing_starts_over(tmp_path):
-    from codefusion.recipes import _run_state
+    from codefusion.recipes import _run_state, _set_log_aside
 
     assert _run_state(tmp_path / "none") == "new"
     write_state(tmp_path / "half", 250, 3200)
@@ -80,8 +91,14 @@ def test_an_interrupted_link_resumes_and_one_that_saved_nothing_starts_over(tmp_
     early = tmp_path / "early"
     early.mkdir()
     (early / "log.jsonl").write_text('{"event": "start"}\n')
-    assert _run_state(early) == "overwrite"
-    assert (early / "log.interrupted.jsonl").is_file() and not (early / "log.jsonl").exists()   # kept, not mixed in
+    assert _run_state(early) == "overwrite" and (early / "log.jsonl").is_file()   # deciding changes nothing
+    for n in (1, 2):   # a run that starts over twice keeps both earlier logs, not mixed into the new one
+        (early / "log.jsonl").write_text(f'{{"event": "start", "try": {n}}}\n')
+        _set_log_aside(early)
+        assert not (early / "log.jsonl").exists()
+    assert '"try": 1' in (early / "log.interrupted.jsonl").read_text()
+    assert '"try": 2' in (early / "log.interrupted.2.jsonl").read_text()
+    _set_log_aside(early)   # nothing to set aside
     write_state(tmp_path / "probe", 40, 6400, stop_after=40)
     with pytest.raises(CodeFusionError, match="--stop-after"):
         _run_state(tmp_path / "probe")
