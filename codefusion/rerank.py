@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codefusion import metrics
+from codefusion import bash, metrics
 from codefusion.errors import CodeFusionError
 
 POOL = 20
@@ -116,6 +116,6 @@ class Reranker:
     def __call__(self, prompt: str, found: list[tuple[str, float]]) -> list[tuple[str, float]]:
         """The pool's (program, similarity) pairs reordered, each with its fused value instead."""
         programs = [code for code, _ in found]
-        texts = [metrics.bash_any_template(c) for c in programs] if self.templates else programs
+        texts = [bash.template(c) for c in programs] if self.templates else programs   # as the model trained on them
         scores = program_scores(self.model, prompt, texts)
         return [(programs[j], value) for j, value in fuse([sim for _, sim in found], scores, self.weight)]

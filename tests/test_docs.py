@@ -118,11 +118,16 @@ SUMMARY_ROWS = {
             ["results/rerank/cf_test_ar_grounded.json"],
     },
     "Bash": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps on templates)": ["checkpoints/bash/eval_test.json"],
+        "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps on templates, `--fast-cpu-training`)":
+            ["checkpoints/bash/eval_test.json"],
         "ours, bundled, sampling seeds 0-2":
-            ["checkpoints/bash/eval_test.json", "results/template/test500_seed[12].json"],
-        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/template/test500_vote40.json"],
-        "ours, bundled, all 2,522 tasks": ["results/template/test_all.json"],
+            ["checkpoints/bash/eval_test.json", "results/template/fast_test500_seed[12].json"],
+        "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": ["results/template/fast_test500_vote40.json"],
+        "ours, bundled, all 2,522 tasks": ["results/template/fast_test_all.json"],
+        "ours, templates, torch's dropout (bundled in sessions 54-56), plain / vote over 40 draws":
+            (["results/template/test500_seed0.json"], ["results/template/test500_vote40.json"]),
+        "ours, templates, torch's dropout, sampling seeds 0-2": ["results/template/test500_seed[012].json"],
+        "ours, templates, torch's dropout, all 2,522 tasks": ["results/template/test_all.json"],
         "ours, raw commands, 22400 steps (bundled in sessions 46-53), plain / vote over 40 draws":
             (["results/steps22400/bash_test_subset500_seed0.json"], ["results/steps22400/bash_vote40_test_subset500.json"]),
         "ours, raw commands, 22400 steps, sampling seeds 0-2": ["results/steps22400/bash_test_subset500_seed*.json"],
@@ -298,7 +303,8 @@ LATENCY = {
             ("cf_ar_sample_draws20_vf_grounded_avx2.json", "cf_codefusion_avx2.json"),
     },
     "Bash": {
-        "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps on templates)": "bash_codefusion.json",   # timed on the 19200-step model: the same network
+        "CodeFusion, ours, bundled (`small`, 5.35M, 12800 steps on templates, `--fast-cpu-training`)":
+            "bash_codefusion.json",   # timed on the 19200-step model: the same network
         "ours, bundled, vote over 40 draws (`--draws 40 --rank vote`)": "bash_codefusion_vote40.json",
         "retrieval (TF-IDF)": "bash_retrieval.json",
     },

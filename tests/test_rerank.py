@@ -107,3 +107,13 @@ def test_evaluator_reranks_the_retrieval_pool(tiny_bash_checkpoint, tmp_path, da
         assert len(texts) == 5 and set(texts) <= set(pool)
         assert [c["score"] for c in task["candidates"]] == sorted((c["score"] for c in task["candidates"]),
                                                                     reverse=True)
+
+
+def test_a_templated_reranker_scores_the_templates_the_model_trained_on(tiny_bash_checkpoint, monkeypatch):
+    """--bash-templates trains on `bash.template` (stripped): a trailing quoted space must not reach the scorer."""
+    seen = []
+    monkeypatch.setattr(rerank, "program_scores", lambda model, prompt, texts: seen.extend(texts) or [0.0] * len(texts))
+    ranked = rerank.Reranker(load_model(tiny_bash_checkpoint), templates=True)(
+        "number the lines", [("grep -v '^2 ' file | cut -d' ' -f2- | nl -w1 -s' '", 0.5), ("ls /tmp", 0.2)])
+    assert seen == ["grep -v ARG ARG | cut -d  -f2- | nl -w1 -s", "ls ARG"]
+    assert [code for code, _ in ranked] == ["grep -v '^2 ' file | cut -d' ' -f2- | nl -w1 -s' '", "ls /tmp"]
