@@ -36,7 +36,7 @@ def _flags(text: str) -> tuple[str, ...]:
 
 
 # The commands recorded in checkpoints/<lang>/training_summary.json (trainer defaults left out).
-# Bash trains with --fast-cpu-training (session 57): 66 min alone on two threads instead of 101, no worse on val.
+# Bash trains with --fast-cpu-training (session 57): 66-77 min alone on two threads instead of 101, no worse on val.
 _BASH_FINETUNE = Link(_flags("--lang bash --preset small --stage finetune --max-steps 3200 --lr 5e-4 --seed 0 "
                              "--save-fp16 --eval-every 400 --mixed-precision bf16 --fast-cpu-training"))
 RECIPES: dict[str, tuple[Link, ...]] = {
