@@ -203,8 +203,13 @@ class MemoryCache:
         self.mask = ~memory_pad_mask[:, None, None, :] if has_pad else None
 
 
+def _fast(layer: nn.TransformerDecoderLayer) -> bool:
+    """Whether fast_cpu_training swapped this layer's dropouts (stock ones pass x through in eval)."""
+    return isinstance(layer.dropout1, Dropout)
+
+
 def _layer(layer: nn.TransformerDecoderLayer, h: torch.Tensor, kv, mask) -> torch.Tensor:
-    fast = isinstance(layer.dropout1, Dropout)   # swapped in by fast_cpu_training; stock dropouts pass x in eval
+    fast = _fast(layer)
     sa, ca = layer.self_attn, layer.multihead_attn
     q, k, v = F.linear(layer.norm1(h), sa.in_proj_weight, sa.in_proj_bias).chunk(3, dim=-1)
     h = h + layer.dropout1(_attend(sa, _heads(q, sa.num_heads), _heads(k, sa.num_heads), _heads(v, sa.num_heads),
@@ -216,7 +221,7 @@ def _layer(layer: nn.TransformerDecoderLayer, h: torch.Tensor, kv, mask) -> torc
 
 
 def _run_stack(layers: nn.ModuleList, h, memory, memory_pad_mask, cache: MemoryCache | None) -> torch.Tensor:
-    fast = len(layers) > 0 and isinstance(layers[0].dropout1, Dropout)
+    fast = len(layers) > 0 and _fast(layers[0])
     if cache is None and not fast:  # training, and callers without a cache: the stock modules
         for layer in layers:
             h = layer(h, memory, memory_key_padding_mask=memory_pad_mask)

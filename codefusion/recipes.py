@@ -103,9 +103,13 @@ def _run_state(run: Path) -> str:
 def _set_log_aside(run: Path) -> None:
     """Keep the log of a run that starts over (log.interrupted.jsonl, then .2, .3 ...), not mixed into the new one."""
     log = run / "log.jsonl"
-    if log.is_file():
-        names = (f"log.interrupted{'' if n == 1 else f'.{n}'}.jsonl" for n in range(1, 10_000))
-        log.rename(run / next(name for name in names if not (run / name).exists()))
+    if not log.is_file():
+        return
+    aside, n = run / "log.interrupted.jsonl", 1
+    while aside.exists():
+        n += 1
+        aside = run / f"log.interrupted.{n}.jsonl"
+    log.rename(aside)
 
 
 def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str | None = None,
