@@ -14,6 +14,7 @@ from pathlib import Path
 import codefusion.sampler as sampler
 
 TAU = float(os.environ.get("TAU", "1"))
+SUMMARY_KEYS = ("top_k", "validity", "bleu_top1", "diversity", "edit_distance_top1")   # what summarize keeps
 _init = sampler._Run.__init__
 
 
@@ -27,7 +28,7 @@ def summarize(folder: str, prefix: str, out: str) -> None:
     for f in sorted(Path(folder).glob(f"{prefix}tau*_seed*.json")):
         tau, seed = re.fullmatch(rf"{re.escape(prefix)}tau([0-9.]+)_seed(\d+)\.json", f.name).groups()
         s = json.loads(f.read_text())["summary"]
-        runs.setdefault(tau, {})[seed] = {key: s.get(key) for key in ("top_k", "validity", "bleu_top1", "diversity", "edit_distance_top1")}
+        runs.setdefault(tau, {})[seed] = {key: s.get(key) for key in SUMMARY_KEYS}
     Path(out).write_text(json.dumps({"tau": runs}, indent=1) + "\n")
 
 
