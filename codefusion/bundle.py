@@ -24,7 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from codefusion.config import CodeFusionConfig
+from codefusion.config import SENTENCE_DIR, CodeFusionConfig
 from codefusion.errors import CodeFusionError
 
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -170,10 +170,16 @@ def publish(folder, repo_id: str, *, private: bool = False, token: str | None = 
     if not folder.is_dir():
         raise CodeFusionError(f"no checkpoint folder at {folder}")
     load_folder(folder)   # raises CodeFusionError on a missing or inconsistent file
-    files = {f: str(folder / f) for f in PUBLISHED if (folder / f).is_file()}
+    files = {f: str(folder / f) for f in published_files(folder)}
     files[CARD] = model_card(folder, repo_id).encode("utf-8")
     return _commit(repo_id, files, private=private, token=token, message=f"Upload {folder.name} checkpoint",
                    what=str(folder))
+
+
+def published_files(folder: Path) -> list[str]:
+    """A checkpoint's PUBLISHED files, and the copy of its sentence encoder if it reads prompts with one."""
+    sentence = sorted(p.relative_to(folder).as_posix() for p in (folder / SENTENCE_DIR).glob("*") if p.is_file())
+    return [f for f in PUBLISHED if (folder / f).is_file()] + sentence
 
 
 def space_files(root) -> list[str]:
@@ -181,9 +187,11 @@ def space_files(root) -> list[str]:
     checkpoints (PUBLISHED files only), the README (its front matter is the Space's config) with its images, and
     requirements.txt. Not the results, the tests or anything untracked such as a virtual environment or runs/."""
     root = Path(root)
-    patterns = ["app.py", "requirements.txt", "README.md", "codefusion/*.py", "assets/*",
-                *(f"checkpoints/*/{f}" for f in PUBLISHED)]
-    return sorted({p.relative_to(root).as_posix() for pat in patterns for p in root.glob(pat) if p.is_file()})
+    patterns = ["app.py", "requirements.txt", "README.md", "codefusion/*.py", "assets/*"]
+    files = {p.relative_to(root).as_posix() for pat in patterns for p in root.glob(pat) if p.is_file()}
+    for folder in root.glob("checkpoints/*"):
+        files.update(f"{folder.relative_to(root).as_posix()}/{f}" for f in published_files(folder))
+    return sorted(files)
 
 
 _LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]+)\)")   # a Markdown link, not an image
@@ -288,6 +296,8 @@ def main(argv=None) -> int:
     for f in MODEL_FILES:
         if (run / f).is_file():
             shutil.copy2(run / f, tmp / f)
+    if (run / SENTENCE_DIR).is_dir():   # the frozen reader the weights were trained beside
+        shutil.copytree(run / SENTENCE_DIR, tmp / SENTENCE_DIR)
     if args.sentence_case_prompts:  # an inference setting: the weights are untouched
         config = CodeFusionConfig.from_dict(json.loads((tmp / "config.json").read_text()))
         (tmp / "config.json").write_text(config.replace(sentence_case_prompts=True).to_json())

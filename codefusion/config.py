@@ -11,6 +11,7 @@ from codefusion.errors import CodeFusionError
 
 
 ARCHITECTURES = ("codefusion", "autoregressive")
+SENTENCE_DIR = "sentence_encoder"   # a checkpoint's copy of its frozen sentence encoder (its config names it so)
 
 # Share of each pre-training batch given to unsupervised generation (the rest is code-aware CPD).
 PRETRAIN_TASKS = {"both": 0.5, "generation": 1.0, "cpd": 0.0}
@@ -36,6 +37,8 @@ class CodeFusionConfig:
     encoder_heads: int = 4
     encoder_ff: int = 1024
     encoder_name: str | None = None  # Hub id / folder the encoder was initialised from, if any
+    sentence_encoder: str | None = None  # Hub id / folder of a frozen pre-trained text encoder read beside E
+                                         # (model.SentenceEncoder); its weights are loaded from there, not saved
 
     # N and D share a width; L and H live in the (smaller) diffusion space of size embed_dim
     width: int = 256
@@ -72,6 +75,8 @@ class CodeFusionConfig:
         if self.copy_head and (self.architecture != "codefusion" or not self.decoder_layers):
             raise CodeFusionError("config: copy_head is CodeFusion's H reading D's states: it needs the codefusion "
                                   "architecture and decoder_layers > 0")
+        if self.sentence_encoder is not None and self.architecture != "codefusion":
+            raise CodeFusionError("config: sentence_encoder joins CodeFusion's E_s; the autoregressive baseline has none")
         if not 0 <= self.prompt_dropout < 1:
             raise CodeFusionError(f"config: prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
         if self.prompt_dropout and self.architecture != "codefusion":

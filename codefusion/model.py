@@ -11,9 +11,11 @@ The noise process lives in diffusion.py, the loss in loss.py, sampling in sample
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from codefusion.config import CodeFusionConfig
+from codefusion.config import SENTENCE_DIR, CodeFusionConfig
 from codefusion.cpu_training import Dropout, attention
 from codefusion.diffusion import GaussianDiffusion, timestep_embedding
 from codefusion.errors import CodeFusionError
@@ -39,6 +41,78 @@ def build_encoder(config: CodeFusionConfig):
                   dropout_rate=config.dropout, feed_forward_proj="relu", is_encoder_decoder=False,
                   use_cache=False, pad_token_id=config.pad_token_id, eos_token_id=2)
     return T5EncoderModel(t5)
+
+
+class SentenceEncoder(nn.Module):
+    """A second reader of the prompt beside E: a pre-trained text encoder (e.g. all-MiniLM-L6-v2), frozen, whose
+    token states go through one trained linear map to N's width and are appended to E_s, so N and D cross-attend
+    to both. The paper's E is pre-trained (CodeT5); ours learns from a few thousand prompts, and a frozen reader
+    trained on a billion sentence pairs knows words those prompts never contain. The copy path still points at
+    E's tokens only (code and prompt share E's vocabulary). Frozen and deterministic, so each prompt's states
+    are computed once, in float32 on the CPU, and kept (`cache`): a training step costs about what it did."""
+
+    CACHE_LIMIT = 50_000   # prompts kept at most (a few hundred MB)
+
+    def __init__(self, name: str, width: int, max_len: int):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            # float32 whatever it was saved in: its states are computed on the CPU, once per prompt
+            encoder = AutoModel.from_pretrained(name, use_safetensors=True, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        except (OSError, ValueError) as e:
+            raise CodeFusionError(f"could not load the sentence encoder {name} (a Hub id or folder with safetensors "
+                                  f"weights and a tokenizer): {e}") from None
+        self.frozen = [encoder.eval().requires_grad_(False), tokenizer]   # a list: neither trained nor saved
+        self.max_len = max_len
+        self.proj = nn.Linear(encoder.config.hidden_size, width)
+        self.cache: dict[str, torch.Tensor] = {}
+        self.keep = True
+
+    @contextlib.contextmanager
+    def not_kept(self):
+        """Prompts read inside are not cached: pre-training's masked snippets are never read twice."""
+        keep, self.keep = self.keep, False
+        try:
+            yield
+        finally:
+            self.keep = keep
+
+    def save(self, folder: Path, dtype: torch.dtype | None = None) -> None:
+        """The frozen encoder and its tokenizer, as Transformers saves them: a checkpoint carries its reader."""
+        encoder, tokenizer = self.frozen
+        state = {k: v.to(dtype) if dtype is not None else v for k, v in encoder.state_dict().items()}
+        encoder.save_pretrained(str(folder), state_dict=state)
+        tokenizer.save_pretrained(str(folder))
+
+    @torch.no_grad()
+    def states(self, prompts: list[str]) -> list[torch.Tensor]:
+        encoder, tokenizer = self.frozen
+        missing = [p for p in dict.fromkeys(prompts) if p not in self.cache]
+        fresh = {}
+        with torch.autocast("cpu", enabled=False):
+            for i in range(0, len(missing), 64):
+                batch = tokenizer(missing[i:i + 64], max_length=self.max_len, truncation=True, padding=True,
+                                  return_tensors="pt")
+                hidden = encoder(**batch).last_hidden_state
+                for text, h, n in zip(missing[i:i + 64], hidden, batch["attention_mask"].sum(-1).tolist()):
+                    fresh[text] = h[:n].clone()
+        for text, h in fresh.items():
+            if self.keep and len(self.cache) < self.CACHE_LIMIT:
+                self.cache[text] = h
+        return [self.cache.get(p, fresh.get(p)) for p in prompts]
+
+    def forward(self, prompts: list[str], device=None, null_rows: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S', width) projected states and their padding mask (True at padding; all True for null rows)."""
+        states = self.states(prompts)
+        hidden = nn.utils.rnn.pad_sequence(states, batch_first=True)
+        lengths = torch.tensor([len(s) for s in states])
+        pad = torch.arange(hidden.shape[1])[None, :] >= lengths[:, None]
+        if null_rows is not None:
+            pad = pad | null_rows.cpu()[:, None]
+        return self.proj(hidden.to(device)), pad.to(device)
 
 
 class CodeEmbedding(nn.Module):
@@ -291,6 +365,8 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         # CodeT5's encoder may be wider than N and D: project E_s once.
         self.memory_proj = (nn.Identity() if config.encoder_width == config.width
                             else nn.Linear(config.encoder_width, config.width))
+        self.sentence = (None if config.sentence_encoder is None else            # beside E (optional)
+                         SentenceEncoder(config.sentence_encoder, config.width, config.max_prompt_len))
         self.denoiser = Denoiser(config)                                       # N
         # D; decoder_layers=0 is the paper's "without decoder" ablation (Diffusion-LM: H reads x̂0 directly).
         self.decoder = Decoder(config) if config.decoder_layers else None
@@ -357,7 +433,12 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
             attn = torch.where(rows, lone.long(), attn)
             ids = torch.where(rows, torch.where(lone, self.config.mask_token_id, self.config.pad_token_id), ids)
             copyable = ids.masked_fill(rows, self.config.pad_token_id)
-        return self.encode(ids, attn), attn == 0, copyable
+        memory, pad_mask = self.encode(ids, attn), attn == 0
+        if getattr(self, "sentence", None) is not None:   # its states follow E's; nothing there to copy
+            s_memory, s_pad = self.sentence(self.styled_prompts(prompts), device, null_rows)
+            memory, pad_mask = torch.cat([memory, s_memory.to(memory.dtype)], 1), torch.cat([pad_mask, s_pad], 1)
+            copyable = F.pad(copyable, (0, s_pad.shape[1]), value=self.config.pad_token_id)
+        return memory, pad_mask, copyable
 
     def encode_null_prompts(self, n: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """encode_prompts' output for n rows of the null prompt (E runs once; the text is replaced anyway)."""
@@ -367,7 +448,7 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
     def num_parameters_by_part(self) -> dict[str, int]:
         parts = {"E (encoder)": self.encoder, "L (embedding)": self.embedding, "N (denoiser)": self.denoiser,
                  "D (decoder)": self.decoder, "H (head)": self.head, "H copy path": self.pointer,
-                 "E_s projection": self.memory_proj}
+                 "E_s projection": self.memory_proj, "sentence encoder projection": self.sentence}
         counts = {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts
@@ -383,16 +464,27 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         _atomic(save_directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(save_directory))
+        if getattr(self, "sentence", None) is not None:
+            tmp = save_directory / f".{SENTENCE_DIR}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.sentence.save(tmp, dtype)
+            shutil.rmtree(save_directory / SENTENCE_DIR, ignore_errors=True)
+            os.replace(tmp, save_directory / SENTENCE_DIR)
+
+    def saved_config(self) -> CodeFusionConfig:
+        """The config as a checkpoint folder holds it: a sentence encoder is named by the copy saved beside it."""
+        sentence = getattr(self, "sentence", None)
+        return self.config if sentence is None else self.config.replace(sentence_encoder=SENTENCE_DIR)
 
     def save_pretrained(self, save_directory, *, dtype: torch.dtype | None = None, **kwargs):
         """Weights (optionally 16-bit), config.json and tokenizer; each file replaced atomically."""
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         self._save_pretrained(save_directory, dtype=dtype)
-        text = self.config.to_json()
+        text = self.saved_config().to_json()
         _atomic(save_directory / CONFIG_NAME, lambda p: p.write_text(text))
         if kwargs.get("push_to_hub"):
-            return self.push_to_hub(repo_id=kwargs["repo_id"], config=self.config.to_dict())
+            return self.push_to_hub(repo_id=kwargs["repo_id"], config=self.saved_config().to_dict())
         return None
 
     @classmethod
@@ -480,6 +572,11 @@ def load_folder(folder: Path, map_location: str = "cpu") -> CodeFusion:
         from codefusion.autoregressive import ARBaseline
 
         model = ARBaseline(config)
+    elif config.sentence_encoder == SENTENCE_DIR:   # the copy saved with the weights
+        if not (folder / SENTENCE_DIR).is_dir():
+            raise CodeFusionError(f"checkpoint folder {folder} has no {SENTENCE_DIR}/ (its config reads prompts with it)")
+        model = CodeFusion(config.replace(sentence_encoder=str(folder / SENTENCE_DIR)))
+        model.config = config   # a folder's path is no name for it: saved again, the copy goes along
     else:
         model = CodeFusion(config)
     try:

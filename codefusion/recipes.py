@@ -35,6 +35,9 @@ def _flags(text: str) -> tuple[str, ...]:
     return tuple(shlex.split(text))
 
 
+# Bash reads each prompt with this frozen sentence encoder too (session 59); --sentence-encoder gives a local copy.
+SENTENCE_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
 # The commands recorded in checkpoints/<lang>/training_summary.json (trainer defaults left out).
 # Bash trains with --fast-cpu-training (session 57): 66-77 min alone on two threads instead of 101, no worse on val.
 _BASH_FINETUNE = Link(_flags("--lang bash --preset small --stage finetune --max-steps 3200 --lr 5e-4 --seed 0 "
@@ -45,8 +48,10 @@ RECIPES: dict[str, tuple[Link, ...]] = {
     "bash": (
         # 1600 pre-training + 4800 fine-tuning steps on NL2Bash templates, sampled with sentence-case prompts ...
         Link(_flags("--lang bash --preset small --stage all --max-steps 6400 --embed-scale 0.5 --bash-templates "
-                    "--seed 0 --save-fp16 --mixed-precision bf16 --fast-cpu-training"), bundle=("--sentence-case-prompts",)),
-        # ... then twice 3200 more fine-tuning steps at half the learning rate (--init keeps both settings)
+                    f"--sentence-encoder {SENTENCE_ENCODER} --seed 0 --save-fp16 --mixed-precision bf16 "
+                    "--fast-cpu-training"), bundle=("--sentence-case-prompts",)),
+        # ... then twice 3200 more fine-tuning steps at half the learning rate (--init keeps all three settings and
+        # the sentence encoder, which every checkpoint carries)
         _BASH_FINETUNE,
         _BASH_FINETUNE,
     ),
@@ -63,12 +68,21 @@ class Step:
     kind: str   # "train" or "bundle"
 
 
-def plan(links: tuple[Link, ...], out: Path, work: Path, data_dir: str | None = None) -> list[Step]:
+def local_copy(flags: tuple[str, ...], sentence_encoder: str | None) -> tuple[str, ...]:
+    """A link's flags with its --sentence-encoder read from `sentence_encoder` (a folder holding the same model)."""
+    if sentence_encoder is None or "--sentence-encoder" not in flags:
+        return flags
+    i = flags.index("--sentence-encoder") + 1
+    return (*flags[:i], sentence_encoder, *flags[i + 1:])
+
+
+def plan(links: tuple[Link, ...], out: Path, work: Path, data_dir: str | None = None,
+         sentence_encoder: str | None = None) -> list[Step]:
     """The chain's commands in order: each link's training run, then its bundle (into `out` for the last)."""
     steps, init = [], None
     for i, link in enumerate(links, 1):
         run = work / f"link{i}"
-        argv = ("codefusion.train", *link.train, *(("--init", str(init)) if init else ()),
+        argv = ("codefusion.train", *local_copy(link.train, sentence_encoder), *(("--init", str(init)) if init else ()),
                 *(("--data-dir", data_dir) if data_dir else ()), "--out", str(run))
         steps.append(Step(argv, run, "train"))
         ckpt = out if i == len(links) else work / f"link{i}-ckpt"
@@ -113,15 +127,16 @@ def _set_log_aside(run: Path) -> None:
 
 
 def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str | None = None,
-               links: tuple[Link, ...] | None = None, dry_run: bool = False, echo=print) -> list[str]:
+               links: tuple[Link, ...] | None = None, dry_run: bool = False, echo=print,
+               sentence_encoder: str | None = None) -> list[str]:
     """Run (or, dry, list) a recipe's chain; returns the commands run or to run, as shell lines. `links` replaces
-    the language's recipe (tests run small chains with it)."""
+    the language's recipe (tests run small chains with it); `sentence_encoder`, a local copy of the recipe's."""
     links = RECIPES[lang] if links is None else links
     out = Path(out)
     work = Path(work) if work else out.with_name(out.name + "-runs")
     if out.resolve() == work.resolve() or out.resolve() in work.resolve().parents:
         raise CodeFusionError(f"--work {work} must lie outside --out {out}: the final bundle replaces --out")
-    commands, steps = [], plan(links, out, work, data_dir)
+    commands, steps = [], plan(links, out, work, data_dir, sentence_encoder)
     for step in steps:
         argv = list(step.argv)
         if step.kind == "train" and not dry_run:
@@ -142,14 +157,15 @@ def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str 
             raise CodeFusionError(f"`{line}` failed (exit code {code}); run the recipe again to go on from {step.out}")
     if not dry_run:
         runs = [step.out for step in steps if step.kind == "train"]
-        record_chain(out, runs, chain_command(links) if len(links) > 1 else None)
+        record_chain(out, runs, chain_command(links) if len(links) > 1 else None,
+                     sentence_encoder=SENTENCE_ENCODER if sentence_encoder else None)
     return commands
 
 
-def record_chain(out: Path, runs: list[Path], command: str | None = None) -> dict:
+def record_chain(out: Path, runs: list[Path], command: str | None = None, sentence_encoder: str | None = None) -> dict:
     """Write each run of a chain (its command, with the placeholders of chain_command, its trainer clock and torch
     threads) and their summed time into the bundle in `out`, whose own summary knows only the last run; `command`
-    (the whole chain) replaces the recorded one. Returns the summary."""
+    (the whole chain) replaces the recorded one, `sentence_encoder` the local copy a link read. Returns the summary."""
     from codefusion.bundle import SUMMARY, summarize_log, train_command
     from codefusion.trainer import find_state
 
@@ -163,6 +179,8 @@ def record_chain(out: Path, runs: list[Path], command: str | None = None) -> dic
         trained = json.loads((state / "trainer_state.json").read_text())["args"]
         if trained.get("init"):   # a path on the machine that trained it: the chain's name for it instead
             trained = {**trained, "init": f"CKPT{i - 1}"}
+        if sentence_encoder and trained.get("sentence_encoder"):   # likewise: the model's name, not the copy's folder
+            trained = {**trained, "sentence_encoder": sentence_encoder}
         per_link.append({"command": train_command(trained, out=f"RUN{i}" if len(runs) > 1 else "OUT"),
                          "stage_steps": s["stage_steps"], "seconds": s["seconds"],
                          "examples_per_s": s["examples_per_s"], "torch_threads": s["torch_threads"],
@@ -181,10 +199,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="the bundled checkpoint folder to write (replaced at the end)")
     p.add_argument("--work", help="where the links' runs and intermediate checkpoints go (default: OUT-runs)")
     p.add_argument("--data-dir", help="CodeFusion data folder (default: $CODEFUSION_DATA)")
+    p.add_argument("--sentence-encoder", metavar="FOLDER",
+                   help=f"a local copy of {SENTENCE_ENCODER} (offline), for the recipes that read prompts with it")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     return run_cli(lambda: run_recipe(args.lang, Path(args.out), work=args.work and Path(args.work),
-                                      data_dir=args.data_dir, dry_run=args.dry_run))
+                                      data_dir=args.data_dir, dry_run=args.dry_run,
+                                      sentence_encoder=args.sentence_encoder))
 
 
 if __name__ == "__main__":

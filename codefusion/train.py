@@ -38,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encoder", default=None, help="initialise E and the tokenizer from a T5 encoder (Hub id or folder), "
                                                    "e.g. Salesforce/codet5-small")
     p.add_argument("--encoder-revision", default=None, help="pinned revision of --encoder")
+    p.add_argument("--sentence-encoder", default=None,
+                   help="also read each prompt with this frozen pre-trained text encoder (Hub id or folder, e.g. "
+                        "sentence-transformers/all-MiniLM-L6-v2): its states, projected, join E_s; with --init a fresh "
+                        "projection is added")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--code-len", type=int, default=None)
@@ -122,6 +126,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--copy-augment must be in [0, 1], got {args.copy_augment}")
     if args.copy_head == "on" and args.architecture != "codefusion":
         p.error("--copy-head is CodeFusion's H; the autoregressive baseline has none")
+    if args.sentence_encoder and args.architecture != "codefusion":
+        p.error("--sentence-encoder joins CodeFusion's E_s; the autoregressive baseline has none")
     if args.prompt_dropout is not None and not 0 <= args.prompt_dropout < 1:
         p.error(f"--prompt-dropout must be in [0, 1), got {args.prompt_dropout}")
     if args.prompt_dropout and args.architecture != "codefusion":

@@ -301,7 +301,8 @@ def batch_loss(model, data: PairData, idx: list[int], pretrain: bool, device, un
     code = code.to(device)
     if pretrain:
         # Encoder frozen in pre-training (code only: N, D and L learn).
-        with torch.no_grad():
+        sentence = getattr(model, "sentence", None)
+        with torch.no_grad(), (contextlib.nullcontext() if sentence is None else sentence.not_kept()):
             memory, pad_mask, prompt_ids = model.encode_prompts(prompts, device)
         unsup = torch.rand(len(idx), device=device) < unsup_prob
         noise, _ = noise_memory(len(idx), memory.shape[1], memory.shape[2], device)
@@ -357,7 +358,7 @@ def build_model(args, lang: str, train_pairs, pretrain_texts) -> "CodeFusion":  
                      embed_scale=args.embed_scale, sentence_case_prompts=args.sentence_case_prompts or None,
                      share_embedding=on_off(args.share_embedding), self_condition=on_off(args.self_condition),
                      dropout=args.dropout, copy_head=on_off(args.copy_head), prompt_dropout=args.prompt_dropout,
-                     bash_templates=args.bash_templates or None)
+                     bash_templates=args.bash_templates or None, sentence_encoder=args.sentence_encoder)
     if args.encoder:
         from transformers import T5EncoderModel
 
@@ -401,6 +402,15 @@ def add_copy_path(model) -> None:
     model.config = model.config.replace(copy_head=True)
     model.pointer = CopyHead(model.config)   # drawn from the run's seed, set before the model is loaded
     model.pointer.classes.copy_(token_classes(model.tokenizer, model.config.vocab_size))
+
+
+def add_sentence_encoder(model, name: str) -> None:
+    """Give an --init checkpoint a frozen sentence encoder beside E, with a fresh projection (every other weight is
+    kept): a fine-tuning link can learn to read it."""
+    from codefusion.model import SentenceEncoder
+
+    model.config = model.config.replace(sentence_encoder=name)
+    model.sentence = SentenceEncoder(name, model.config.width, model.config.max_prompt_len)
 
 
 @matmul_precision()   # what the run sets (--matmul-precision) is undone when it returns or fails
@@ -457,6 +467,8 @@ def train(args) -> Path:
         args.save_fp16 = args.save_fp16 or bool(meta["args"].get("save_fp16"))   # a resumed run exports as it began
         if args.bash_templates and not model.config.bash_templates:
             raise CodeFusionError(f"--resume: the run in {out} was started without --bash-templates")
+        if args.sentence_encoder and model.config.sentence_encoder is None:
+            raise CodeFusionError(f"--resume: the run in {out} was started without --sentence-encoder")
         if args.prompt_dropout is not None and args.prompt_dropout != model.config.prompt_dropout:
             raise CodeFusionError(f"--resume: the run in {out} was started with --prompt-dropout "
                                   f"{model.config.prompt_dropout}, not {args.prompt_dropout}")
@@ -477,6 +489,10 @@ def train(args) -> Path:
             if args.copy_head == "off":
                 raise CodeFusionError(f"--init {args.init} has a trained copy path: --copy-head off would drop it")
             add_copy_path(model)
+        if args.sentence_encoder and args.sentence_encoder != model.config.sentence_encoder:
+            if model.config.sentence_encoder is not None:
+                raise CodeFusionError(f"--init {args.init} already reads prompts with {model.config.sentence_encoder}")
+            add_sentence_encoder(model, args.sentence_encoder)
     else:
         # The BPE sees the pre-training snippets when the run pre-trains (or when asked, to hold the tokenizer
         # fixed while the pre-training share changes); pre-training then uses this same seeded draw.

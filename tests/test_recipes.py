@@ -9,7 +9,7 @@ import pytest
 
 from codefusion.bundle import model_card
 from codefusion.errors import CodeFusionError
-from codefusion.recipes import RECIPES, Link, chain_command, main, run_recipe
+from codefusion.recipes import RECIPES, SENTENCE_ENCODER, Link, chain_command, local_copy, main, run_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,33 @@ def test_a_chain_runs_links_in_order_bundles_the_last_and_records_every_link(dat
     again = run_recipe("bash", out, work=work, data_dir=str(data_dir), links=TINY, echo=lambda *_: None)
     assert [c.split()[2] for c in again] == ["codefusion.bundle"] * 2
     assert (out / "model.safetensors").read_bytes() == weights
+
+
+def test_a_local_copy_of_the_sentence_encoder_is_read_but_the_model_is_recorded_by_name(data_dir, tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    copy = tmp_path / "minilm"
+    copy.mkdir()
+    (copy / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "find", "files"]) + "\n")
+    BertModel(BertConfig(vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16, max_position_embeddings=64)).save_pretrained(copy)
+    BertTokenizerFast(str(copy / "vocab.txt")).save_pretrained(copy)
+    first = Link((*TINY[0].train, "--sentence-encoder", SENTENCE_ENCODER), TINY[0].bundle)
+    assert local_copy(first.train, str(copy))[-1] == str(copy) and local_copy(TINY[1].train, str(copy)) == TINY[1].train
+    out = tmp_path / "ckpt"
+    ran = run_recipe("bash", out, work=tmp_path / "runs", data_dir=str(data_dir), links=(first, TINY[1]),
+                     echo=lambda *_: None, sentence_encoder=str(copy))
+    assert f"--sentence-encoder {copy}" in ran[0] and "--sentence-encoder" not in ran[2]   # the second reads it via --init
+    # every checkpoint of the chain carries the encoder: the last one loads with the copy gone
+    assert json.loads((out / "config.json").read_text())["sentence_encoder"] == "sentence_encoder"
+    assert (out / "sentence_encoder" / "model.safetensors").is_file()
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert f"--sentence-encoder {SENTENCE_ENCODER}" in summary["links"][0]["command"] and str(copy) not in json.dumps(summary)
+    from codefusion.model import CodeFusion
+
+    for f in copy.iterdir():
+        f.unlink()
+    assert CodeFusion.from_pretrained(out).sentence is not None
 
 
 ONE = (Link(("--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "3", "--save-every", "1",
