@@ -109,6 +109,9 @@ def model_card(folder: Path, repo_id: str) -> str:
              'for c in generate(model, "YOUR REQUEST", k=5, steps=20)[0]:', "    print(c.score, c.text)", "```", "",
              f"or `python -m codefusion.generate \"YOUR REQUEST\" --checkpoint {repo_id} --revision COMMIT`; the project's "
              f"Gradio app serves it with `CODEFUSION_MODEL_{lang.upper()}={repo_id} CODEFUSION_REVISION_{lang.upper()}=COMMIT`."]
+    if config.get("sentence_encoder"):
+        lines += ["", f"Besides its own encoder it reads each request with a frozen pre-trained sentence encoder, saved "
+                  f"with the weights in `{SENTENCE_DIR}/` (not counted in the parameters below, which are the trained ones)."]
     if config.get("bash_templates"):
         lines += ["", "It writes NL2Bash templates: every argument is `ARG` (`find ARG -name ARG -delete`), as the "
                   "benchmark's template match compares commands. `codefusion.bash.fill_arguments(text, request)` fills "

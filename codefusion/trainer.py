@@ -489,9 +489,10 @@ def train(args) -> Path:
             if args.copy_head == "off":
                 raise CodeFusionError(f"--init {args.init} has a trained copy path: --copy-head off would drop it")
             add_copy_path(model)
-        if args.sentence_encoder and args.sentence_encoder != model.config.sentence_encoder:
+        if args.sentence_encoder:
             if model.config.sentence_encoder is not None:
-                raise CodeFusionError(f"--init {args.init} already reads prompts with {model.config.sentence_encoder}")
+                raise CodeFusionError(f"--init {args.init} already reads prompts with the sentence encoder saved with it: "
+                                      "drop --sentence-encoder")
             add_sentence_encoder(model, args.sentence_encoder)
     else:
         # The BPE sees the pre-training snippets when the run pre-trains (or when asked, to hold the tokenizer

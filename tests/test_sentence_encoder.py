@@ -78,15 +78,17 @@ def test_states_are_cached_and_do_not_depend_on_the_batch(bert_dir, monkeypatch)
 
 
 def test_trains_saves_and_loads_with_a_fresh_projection_from_init(data_dir, tmp_path, bert_dir):
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from codefusion.bundle import model_card, published_files
     from codefusion.sampler import generate
 
     base = train_tiny(data_dir, tmp_path / "base", "bash", 4)
     run = train_tiny(data_dir, tmp_path / "run", "bash", 4, "--stage", "finetune", "--init", str(base),
-                     "--sentence-encoder", str(bert_dir))
+                     "--sentence-encoder", str(bert_dir), "--save-fp16")
     model, before = CodeFusion.from_pretrained(run), CodeFusion.from_pretrained(base)
-    assert model.config.sentence_encoder == str(bert_dir)
+    assert model.config.sentence_encoder == "sentence_encoder"
     saved = load_file(str(run / "model.safetensors"))
     assert set(saved) - set(load_file(str(base / "model.safetensors"))) == {"sentence.proj.weight", "sentence.proj.bias"}
     # the projection was trained (it started where torch's init put it; any step moves it)
@@ -96,7 +98,13 @@ def test_trains_saves_and_loads_with_a_fresh_projection_from_init(data_dir, tmp_
     assert [len(c) for c in cands] == [2, 2]
     again = generate(CodeFusion.from_pretrained(run), ["find all files", "count lines"], k=2, steps=3, seed=0)
     assert [[c.token_ids for c in row] for row in again] == [[c.token_ids for c in row] for row in cands]
-    assert json.loads((run / "config.json").read_text())["sentence_encoder"] == str(bert_dir)
+    # the checkpoint carries its reader (16-bit with --save-fp16), names it by that copy and publishes it
+    assert json.loads((run / "config.json").read_text())["sentence_encoder"] == "sentence_encoder"
+    assert sorted(f for f in published_files(run) if f.startswith("sentence_encoder/")) == sorted(
+        f"sentence_encoder/{f.name}" for f in (run / "sentence_encoder").iterdir())
+    with safe_open(str(run / "sentence_encoder" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    assert "frozen pre-trained sentence encoder, saved with the weights in `sentence_encoder/`" in model_card(run, "you/x")
 
 
 def test_bad_sentence_encoders_are_refused_clearly(tmp_path, data_dir, bert_dir, capsys):
@@ -114,4 +122,4 @@ def test_bad_sentence_encoders_are_refused_clearly(tmp_path, data_dir, bert_dir,
     assert main(["--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "1", "--data-dir",
                  str(data_dir), "--out", str(tmp_path / "again"), "--init", str(run),
                  "--sentence-encoder", str(tmp_path / "other")]) == 2
-    assert f"already reads prompts with {bert_dir}" in capsys.readouterr().err
+    assert "already reads prompts with the sentence encoder saved with it: drop --sentence-encoder" in capsys.readouterr().err
