@@ -48,8 +48,8 @@ class SentenceEncoder(nn.Module):
     token states go through one trained linear map to N's width and are appended to E_s, so N and D cross-attend
     to both. The paper's E is pre-trained (CodeT5); ours learns from a few thousand prompts, and a frozen reader
     trained on a billion sentence pairs knows words those prompts never contain. The copy path still points at
-    E's tokens only (code and prompt share E's vocabulary). Frozen and deterministic, so each prompt's states
-    are computed once, in float32 on the CPU, and kept (`cache`): a training step costs about what it did."""
+    E's tokens only (code and prompt share E's vocabulary). Frozen and deterministic, so in training each prompt's
+    states are computed once, in float32 on the CPU, and kept (`cache`): a training step costs about what it did."""
 
     CACHE_LIMIT = 50_000   # prompts kept at most (a few hundred MB)
 
@@ -98,8 +98,9 @@ class SentenceEncoder(nn.Module):
                 hidden = encoder(**batch).last_hidden_state
                 for text, h, n in zip(missing[i:i + 64], hidden, batch["attention_mask"].sum(-1).tolist()):
                     fresh[text] = h[:n].clone()
+        # kept in training only (epochs read the same prompts): a server would keep every request it ever had
         for text, h in fresh.items():
-            if self.keep and len(self.cache) < self.CACHE_LIMIT:
+            if self.training and self.keep and len(self.cache) < self.CACHE_LIMIT:
                 self.cache[text] = h
         return [self.cache.get(p, fresh.get(p)) for p in prompts]
 

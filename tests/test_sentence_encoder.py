@@ -63,6 +63,9 @@ def test_its_states_follow_e_s_and_are_never_copied(bert_dir):
 
 def test_states_are_cached_and_do_not_depend_on_the_batch(bert_dir, monkeypatch):
     model = tiny_model(sentence_encoder=str(bert_dir))
+    model.sentence.states(["find all files"])
+    assert not model.sentence.cache, "kept in eval mode: a server would keep every request"
+    model.train()
     alone = model.sentence.states(["find all files"])[0]
     model.sentence.cache.clear()
     batched = model.sentence.states(["count lines of text in the current directory", "find all files"])[1]
