@@ -54,7 +54,7 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
     styled_prompts, tokenize_prompts = CodeFusion.styled_prompts, CodeFusion.tokenize_prompts
     encode_prompts = CodeFusion.encode_prompts
     _save_pretrained = CodeFusion._save_pretrained
-    save_pretrained = CodeFusion.save_pretrained
+    save_pretrained, saved_config = CodeFusion.save_pretrained, CodeFusion.saved_config
     from_pretrained = CodeFusion.from_pretrained
 
     @property

@@ -316,7 +316,7 @@ def test_probe_shows_the_bundled_cf_model_reads_its_prompt(tmp_path, data_dir, c
     assert json.loads((tmp_path / "again.json").read_text())["rows"] == json.loads(out.read_text())["rows"]
 
 
-def test_probe_case_shows_the_bash_model_needs_sentence_case_prompts(tmp_path, data_dir, capsys):
+def test_probe_case_shows_how_much_the_bash_model_depends_on_the_first_letter(tmp_path, data_dir, capsys):
     from codefusion.probe import main as probe
 
     bundled = Path(__file__).resolve().parents[1] / "checkpoints" / "bash"
@@ -330,9 +330,11 @@ def test_probe_case_shows_the_bash_model_needs_sentence_case_prompts(tmp_path, d
         assert probe([*args, "--out", str(tmp_path / f"{name}.json")]) == 0
         losses[name] = json.loads((tmp_path / f"{name}.json").read_text())["validation_loss"]
     assert "| first letter lower-cased |" in capsys.readouterr().out
-    # test-style prompts (lower-case first letter) cost the model as trained (all 496 val tasks, scored on their
-    # templates as the bundled model writes them: 0.4375 against 0.4333); the bundled setting reads them alike
-    assert losses["as_trained"]["first letter lower-cased"] > losses["as_trained"]["as written"] + 0.003
+    # Test-style prompts (lower-case first letter) cost the model bundled in sessions 54-58 as trained 0.004 of val
+    # loss (all 496 val tasks, on templates: 0.4375 against 0.4333), so it reads every prompt sentence-cased. Since
+    # session 59 the model also reads each prompt with an uncased MiniLM and pays nothing for it (0.4168 against
+    # 0.4173); the bundled setting still reads all three alike.
+    assert abs(losses["as_trained"]["first letter lower-cased"] - losses["as_trained"]["as written"]) < 0.002
     assert len(set(losses["bundled"].values())) == 1
     assert losses["bundled"]["as written"] == pytest.approx(losses["as_trained"]["first letter upper-cased"])
 
