@@ -38,7 +38,7 @@ class CodeFusionConfig:
     encoder_ff: int = 1024
     encoder_name: str | None = None  # Hub id / folder the encoder was initialised from, if any
     sentence_encoder: str | None = None  # Hub id / folder of a frozen pre-trained text encoder read beside E
-                                         # (model.SentenceEncoder); its weights are loaded from there, not saved
+                                         # (model.SentenceEncoder); a checkpoint carries a copy, named SENTENCE_DIR
 
     # N and D share a width; L and H live in the (smaller) diffusion space of size embed_dim
     width: int = 256
