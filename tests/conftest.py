@@ -37,6 +37,21 @@ def make_chatty(src: Path, out: Path) -> Path:
     return out
 
 
+def save_tiny_bert(out: Path, words: list[str], hidden_size: int, seed: int = 0) -> Path:
+    """A randomly initialised one-layer BERT with a WordPiece vocabulary of `words` (and BERT's specials), saved as
+    Transformers saves a model: the stand-in for all-MiniLM-L6-v2 in the sentence-encoder tests."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=5 + len(words), hidden_size=hidden_size, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=2 * hidden_size, max_position_embeddings=64)).save_pretrained(out)
+    BertTokenizerFast(str(out / "vocab.txt")).save_pretrained(out)
+    return out
+
+
 def run_python(*args: str, env: dict | None = None, stdin: str | None = None,
                timeout: int = 300) -> subprocess.CompletedProcess:
     """`python ARGS` in a fresh process from the repository root, importing this checkout's codefusion, one torch

@@ -46,14 +46,9 @@ def test_a_chain_runs_links_in_order_bundles_the_last_and_records_every_link(dat
 
 
 def test_a_local_copy_of_the_sentence_encoder_is_read_but_the_model_is_recorded_by_name(data_dir, tmp_path):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from conftest import save_tiny_bert
 
-    copy = tmp_path / "minilm"
-    copy.mkdir()
-    (copy / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "find", "files"]) + "\n")
-    BertModel(BertConfig(vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=16, max_position_embeddings=64)).save_pretrained(copy)
-    BertTokenizerFast(str(copy / "vocab.txt")).save_pretrained(copy)
+    copy = save_tiny_bert(tmp_path / "minilm", ["find", "files"], hidden_size=8)
     first = Link((*TINY[0].train, "--sentence-encoder", SENTENCE_ENCODER), TINY[0].bundle)
     assert local_copy(first.train, str(copy))[-1] == str(copy) and local_copy(TINY[1].train, str(copy)) == TINY[1].train
     out = tmp_path / "ckpt"

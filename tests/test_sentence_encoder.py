@@ -12,22 +12,14 @@ from codefusion.config import preset
 from codefusion.errors import CodeFusionError
 from codefusion.model import CodeFusion
 
-from conftest import train_tiny
+from conftest import save_tiny_bert, train_tiny
 
 WORDS = "find all files in the current directory list remove copy print count lines of text".split()
 
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    out = tmp_path_factory.mktemp("tinybert")
-    (out / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=5 + len(WORDS), hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=48, max_position_embeddings=64)).save_pretrained(out)
-    BertTokenizerFast(str(out / "vocab.txt")).save_pretrained(out)
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("tinybert"), WORDS, hidden_size=24)
 
 
 def tiny_model(**kw) -> CodeFusion:

@@ -23,7 +23,7 @@ def masked(model, hide: str):
 
     def encode_prompts(prompts, device=None, null_rows=None):
         memory, pad, ids = original(prompts, device, null_rows)
-        n_e = memory.shape[1] - model.sentence(model.styled_prompts(prompts), device, null_rows)[1].shape[1]
+        n_e = model.tokenize_prompts(prompts)[0].shape[1]   # E's positions come first
         pad = pad.clone()
         if hide == "sentence":
             pad[:, n_e:] = True
