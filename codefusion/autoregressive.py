@@ -6,6 +6,8 @@ together, at N's width, and its output layer is tied to its input embedding (T5'
 Pre-training uses the same two tasks: code-aware CPD (masked code in, full code out) and unsupervised
 generation (the encoder's output replaced by Gaussian noise). Decoding: beam search (top-k = the k best
 beams) or sampling (k independent draws), each candidate scored by its mean token log-probability.
+With `--sentence-encoder` it reads each prompt with the same frozen reader as CodeFusion can (its projected
+states appended to the encoder's), so the two systems can be compared on equal inputs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from codefusion.config import CodeFusionConfig
 from codefusion.errors import CodeFusionError
 from codefusion.loss import LossTerms
 from codefusion.metrics import literal_grounding
-from codefusion.model import CodeFusion
+from codefusion.model import CodeFusion, SentenceEncoder
 from codefusion.sampler import MAX_K, Candidate, check_draws, check_ranking, prepare_prompts, rank_functions, rank_rows
 
 DECODINGS = ("beam", "sample")
@@ -48,6 +50,8 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
             raise CodeFusionError(f"ARBaseline needs architecture='autoregressive', got {config.architecture!r}")
         self.config = config
         self.t5 = T5ForConditionalGeneration(t5_config(config))
+        self.sentence = (None if config.sentence_encoder is None else       # beside the encoder (optional)
+                         SentenceEncoder(config.sentence_encoder, config.memory_width, config.max_prompt_len))
         self.tokenizer = None
 
     # the checkpoint format and prompt handling are CodeFusion's
@@ -65,7 +69,9 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
         shared = count(self.t5.shared)
         return {"embedding (shared, tied output)": shared, "encoder": count(self.t5.encoder) - shared,
-                "decoder": count(self.t5.decoder) - shared, "total": count(self)}
+                "decoder": count(self.t5.decoder) - shared,
+                "sentence encoder projection": 0 if self.sentence is None else count(self.sentence),
+                "total": count(self)}
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.t5.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -116,14 +122,17 @@ class ARBaseline(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         grounding = [literal_grounding(self.config.language, p) for p in prompts] if ground_literals else None
         prompts, _ = prepare_prompts(self, prompts)
         device = next(self.parameters()).device
-        ids, attn = self.tokenize_prompts(prompts, device)
+        # the encoder's states (and a sentence encoder's after them), as in training: generate decodes from them
+        memory, pad_mask, _ = self.encode_prompts(prompts, device)
         torch.manual_seed(seed)
         kw = dict(num_beams=k, do_sample=False) if decoding == "beam" else dict(do_sample=True, top_k=0, num_beams=1)
         from transformers import DynamicCache, EncoderDecoderCache
+        from transformers.modeling_outputs import BaseModelOutput
 
         # A cache that grows per layer: one sized from the config would count the encoder's layers, not the decoder's.
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        out = self.t5.generate(input_ids=ids, attention_mask=attn, num_return_sequences=k, past_key_values=cache,
+        out = self.t5.generate(encoder_outputs=BaseModelOutput(last_hidden_state=memory),
+                               attention_mask=(~pad_mask).long(), num_return_sequences=k, past_key_values=cache,
                                max_new_tokens=max_new_tokens or self.config.code_len + 1,
                                output_scores=True, return_dict_in_generate=True, **kw)
         steps = self.t5.compute_transition_scores(out.sequences, out.scores, getattr(out, "beam_indices", None),

@@ -75,8 +75,6 @@ class CodeFusionConfig:
         if self.copy_head and (self.architecture != "codefusion" or not self.decoder_layers):
             raise CodeFusionError("config: copy_head is CodeFusion's H reading D's states: it needs the codefusion "
                                   "architecture and decoder_layers > 0")
-        if self.sentence_encoder is not None and self.architecture != "codefusion":
-            raise CodeFusionError("config: sentence_encoder joins CodeFusion's E_s; the autoregressive baseline has none")
         if not 0 <= self.prompt_dropout < 1:
             raise CodeFusionError(f"config: prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
         if self.prompt_dropout and self.architecture != "codefusion":
@@ -106,6 +104,12 @@ class CodeFusionConfig:
 
     def replace(self, **kw) -> "CodeFusionConfig":
         return dataclasses.replace(self, **kw)
+
+    @property
+    def memory_width(self) -> int:
+        """The width of what the decoders cross-attend to: E_s projected to N's width (CodeFusion), or the AR
+        baseline's encoder states as they are. A sentence encoder's states are projected to it."""
+        return self.width if self.architecture == "codefusion" else self.encoder_width
 
 
 PRESETS = {

@@ -367,7 +367,7 @@ class CodeFusion(nn.Module, PyTorchModelHubMixin, library_name="codefusion", tag
         self.memory_proj = (nn.Identity() if config.encoder_width == config.width
                             else nn.Linear(config.encoder_width, config.width))
         self.sentence = (None if config.sentence_encoder is None else            # beside E (optional)
-                         SentenceEncoder(config.sentence_encoder, config.width, config.max_prompt_len))
+                         SentenceEncoder(config.sentence_encoder, config.memory_width, config.max_prompt_len))
         self.denoiser = Denoiser(config)                                       # N
         # D; decoder_layers=0 is the paper's "without decoder" ablation (Diffusion-LM: H reads x̂0 directly).
         self.decoder = Decoder(config) if config.decoder_layers else None
@@ -569,17 +569,18 @@ def load_folder(folder: Path, map_location: str = "cpu") -> CodeFusion:
         config = CodeFusionConfig.from_dict(json.loads(config_path.read_text()))
     except (json.JSONDecodeError, TypeError) as e:
         raise CodeFusionError(f"{config_path} is not a valid config: {e}") from None
+    cls = CodeFusion
     if config.architecture == "autoregressive":
         from codefusion.autoregressive import ARBaseline
 
-        model = ARBaseline(config)
-    elif config.sentence_encoder == SENTENCE_DIR:   # the copy saved with the weights
+        cls = ARBaseline
+    if config.sentence_encoder == SENTENCE_DIR:   # the copy saved with the weights
         if not (folder / SENTENCE_DIR).is_dir():
             raise CodeFusionError(f"checkpoint folder {folder} has no {SENTENCE_DIR}/ (its config reads prompts with it)")
-        model = CodeFusion(config.replace(sentence_encoder=str(folder / SENTENCE_DIR)))
+        model = cls(config.replace(sentence_encoder=str(folder / SENTENCE_DIR)))
         model.config = config   # a folder's path is no name for it: saved again, the copy goes along
     else:
-        model = CodeFusion(config)
+        model = cls(config)
     try:
         state = load_file(str(weights_path), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:

@@ -126,8 +126,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--copy-augment must be in [0, 1], got {args.copy_augment}")
     if args.copy_head == "on" and args.architecture != "codefusion":
         p.error("--copy-head is CodeFusion's H; the autoregressive baseline has none")
-    if args.sentence_encoder and args.architecture != "codefusion":
-        p.error("--sentence-encoder joins CodeFusion's E_s; the autoregressive baseline has none")
     if args.prompt_dropout is not None and not 0 <= args.prompt_dropout < 1:
         p.error(f"--prompt-dropout must be in [0, 1), got {args.prompt_dropout}")
     if args.prompt_dropout and args.architecture != "codefusion":

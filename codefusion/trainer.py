@@ -410,7 +410,7 @@ def add_sentence_encoder(model, name: str) -> None:
     from codefusion.model import SentenceEncoder
 
     model.config = model.config.replace(sentence_encoder=name)
-    model.sentence = SentenceEncoder(name, model.config.width, model.config.max_prompt_len)
+    model.sentence = SentenceEncoder(name, model.config.memory_width, model.config.max_prompt_len)
 
 
 @matmul_precision()   # what the run sets (--matmul-precision) is undone when it returns or fails

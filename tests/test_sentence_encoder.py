@@ -107,14 +107,44 @@ def test_bad_sentence_encoders_are_refused_clearly(tmp_path, data_dir, bert_dir,
 
     with pytest.raises(CodeFusionError, match="could not load the sentence encoder .*nowhere"):
         CodeFusion(preset("tiny", "bash", sentence_encoder=str(tmp_path / "nowhere")))
-    with pytest.raises(CodeFusionError, match="autoregressive baseline has none"):
-        preset("tiny", "bash", architecture="autoregressive", sentence_encoder=str(bert_dir))
-    with pytest.raises(SystemExit):
-        main(["--lang", "bash", "--out", str(tmp_path / "x"), "--sentence-encoder", str(bert_dir),
-              "--architecture", "autoregressive"])
     run = train_tiny(data_dir, tmp_path / "with", "bash", 2, "--sentence-encoder", str(bert_dir))
     capsys.readouterr()
     assert main(["--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "1", "--data-dir",
                  str(data_dir), "--out", str(tmp_path / "again"), "--init", str(run),
                  "--sentence-encoder", str(tmp_path / "other")]) == 2
     assert "already reads prompts with the sentence encoder saved with it: drop --sentence-encoder" in capsys.readouterr().err
+
+
+def test_the_ar_baseline_reads_with_it_too_for_equal_inputs(data_dir, tmp_path, bert_dir):
+    """The comparison's other side: the AR model's decoder cross-attends to its encoder's states and the same
+    frozen reader's, projected to its (narrower) width; decoding starts from exactly what training read."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    from codefusion.autoregressive import ARBaseline
+    from codefusion.model import load_folder
+
+    run = train_tiny(data_dir, tmp_path / "ar", "bash", 3, "--architecture", "autoregressive",
+                     "--sentence-encoder", str(bert_dir))
+    model = load_folder(run).eval()
+    assert isinstance(model, ARBaseline) and model.config.sentence_encoder == "sentence_encoder"
+    assert model.num_parameters_by_part()["sentence encoder projection"] == 24 * 64 + 64   # to encoder_width 64
+    prompts = ["find all files", "count lines of text in the current directory"]
+    memory, pad, _ = model.encode_prompts(prompts)
+    ids, attn = model.tokenize_prompts(prompts)
+    n = ids.shape[1]
+    torch.testing.assert_close(memory[:, :n], model.encode(ids, attn))
+    assert memory.shape == (2, n + 10, model.config.encoder_width) and pad[:, n:].sum(-1).tolist() == [5, 0]
+    beams = model.generate_candidates(prompts, k=2, seed=0)
+    again = load_folder(run).eval().generate_candidates(prompts, k=2, seed=0)
+    assert [[c.token_ids for c in row] for row in again] == [[c.token_ids for c in row] for row in beams]
+    # without a reader the states handed to generate are the encoder's own: the same beams as from input ids
+    plain = load_folder(train_tiny(data_dir, tmp_path / "plain", "bash", 1, "--architecture", "autoregressive")).eval()
+    ids, attn = plain.tokenize_prompts(prompts)
+    out = plain.t5.generate(input_ids=ids, attention_mask=attn, num_beams=2, num_return_sequences=2, do_sample=False,
+                            past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
+                            max_new_tokens=plain.config.code_len + 1)
+    cands = plain.generate_candidates(prompts, k=2, seed=0)
+    eos = plain.eos_token_id
+    expected = sorted(tuple(t for t in (r[: r.index(eos)] if eos in r else r) if t != plain.config.pad_token_id)
+                      for r in out[:, 1:].tolist())
+    assert sorted(tuple(c.token_ids) for row in cands for c in row) == expected
