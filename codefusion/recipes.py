@@ -1,6 +1,10 @@
 """The bundled checkpoints' recipes: every command that trained each one, run as one command.
 
     python -m codefusion.recipes bash --out my-bash [--data-dir DIR] [--work DIR] [--dry-run]
+    python -m codefusion.recipes bash --architecture autoregressive --out my-bash-ar    # its AR twin
+
+With `--architecture autoregressive` the same chain trains the AR baseline instead (same data, steps, settings and
+sentence encoder; without CodeFusion's copy path, which the AR model has no H for): the same-budget comparison.
 
 A recipe is a chain of trainer runs ("links"), each in WORK/link<i>. A link whose run finished is skipped and one
 that stopped part-way goes on with --resume, so after an interruption the same command picks up where it was. Every
@@ -76,6 +80,15 @@ def local_copy(flags: tuple[str, ...], sentence_encoder: str | None) -> tuple[st
     return (*flags[:i], sentence_encoder, *flags[i + 1:])
 
 
+def autoregressive(links: tuple[Link, ...]) -> tuple[Link, ...]:
+    """The chain's AR twin: each run with --architecture autoregressive, and without --copy-head (CodeFusion's H)."""
+    def train(flags: tuple[str, ...]) -> tuple[str, ...]:
+        kept = [f for i, f in enumerate(flags) if f != "--copy-head" and (i == 0 or flags[i - 1] != "--copy-head")]
+        return (*kept, "--architecture", "autoregressive")
+
+    return tuple(Link(train(link.train), link.bundle) for link in links)
+
+
 def plan(links: tuple[Link, ...], out: Path, work: Path, data_dir: str | None = None,
          sentence_encoder: str | None = None) -> list[Step]:
     """The chain's commands in order: each link's training run, then its bundle (into `out` for the last)."""
@@ -128,10 +141,15 @@ def _set_log_aside(run: Path) -> None:
 
 def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str | None = None,
                links: tuple[Link, ...] | None = None, dry_run: bool = False, echo=print,
-               sentence_encoder: str | None = None) -> list[str]:
+               sentence_encoder: str | None = None, architecture: str = "codefusion") -> list[str]:
     """Run (or, dry, list) a recipe's chain; returns the commands run or to run, as shell lines. `links` replaces
-    the language's recipe (tests run small chains with it); `sentence_encoder`, a local copy of the recipe's."""
+    the language's recipe (tests run small chains with it); `sentence_encoder`, a local copy of the recipe's;
+    architecture="autoregressive", the AR twin of the chain."""
     links = RECIPES[lang] if links is None else links
+    if architecture == "autoregressive":
+        links = autoregressive(links)
+    elif architecture != "codefusion":
+        raise CodeFusionError(f"unknown architecture {architecture!r}: choose codefusion or autoregressive")
     out = Path(out)
     work = Path(work) if work else out.with_name(out.name + "-runs")
     if out.resolve() == work.resolve() or out.resolve() in work.resolve().parents:
@@ -201,11 +219,13 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", help="CodeFusion data folder (default: $CODEFUSION_DATA)")
     p.add_argument("--sentence-encoder", metavar="FOLDER",
                    help=f"a local copy of {SENTENCE_ENCODER} (offline), for the recipes that read prompts with it")
+    p.add_argument("--architecture", choices=("codefusion", "autoregressive"), default="codefusion",
+                   help="autoregressive: train the AR baseline by the same chain (the same-budget comparison)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     return run_cli(lambda: run_recipe(args.lang, Path(args.out), work=args.work and Path(args.work),
                                       data_dir=args.data_dir, dry_run=args.dry_run,
-                                      sentence_encoder=args.sentence_encoder))
+                                      sentence_encoder=args.sentence_encoder, architecture=args.architecture))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,26 @@ def test_a_local_copy_of_the_sentence_encoder_is_read_but_the_model_is_recorded_
     assert CodeFusion.from_pretrained(out).sentence is not None
 
 
+def test_the_ar_twin_trains_the_same_chain_as_the_baseline(data_dir, tmp_path, capsys):
+    from codefusion.autoregressive import ARBaseline
+    from codefusion.model import load_folder
+
+    out = tmp_path / "ar"
+    ran = run_recipe("bash", out, work=tmp_path / "runs", data_dir=str(data_dir), links=TINY, echo=lambda *_: None,
+                     architecture="autoregressive")
+    assert all("--architecture autoregressive" in c for c in ran[::2]) and "--init" in ran[2]
+    model = load_folder(out)
+    assert isinstance(model, ARBaseline) and model.config.bash_templates and model.config.sentence_case_prompts
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["command"].count("--architecture autoregressive") == 2 and len(summary["links"]) == 2
+    # CF's and Python's recipes copy with H; the AR twin has none, so the flag goes and the rest stays
+    assert main(["cf", "--out", str(tmp_path / "cf"), "--architecture", "autoregressive", "--dry-run"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "--copy-head" not in line and "--copy-augment 0.5" in line and "--architecture autoregressive" in line
+    with pytest.raises(CodeFusionError, match="unknown architecture 'rnn'"):
+        run_recipe("cf", tmp_path / "x", dry_run=True, architecture="rnn")
+
+
 ONE = (Link(("--lang", "bash", "--preset", "tiny", "--stage", "finetune", "--max-steps", "3", "--save-every", "1",
              "--eval-every", "1000", "--quiet")),)
 
