@@ -148,6 +148,10 @@ SUMMARY_ROWS = {
         "AR T5 baseline on templates (4.8M, 12800 steps: the bundled model's budget), beam search / sampling":
             (["results/template/test500_ar12800_beam.json"], ["results/template/test500_ar12800_sample.json"]),
         "AR T5 baseline on templates, sampling, vote over 40 draws": ["results/template/test500_ar12800_vote40.json"],
+        "AR T5 baseline on templates with the same MiniLM (session 60), beam search / sampling":
+            (["results/sentence_encoder/ar_test500_beam.json"], ["results/sentence_encoder/ar_test500_sample_seed0.json"]),
+        "AR T5 baseline on templates with the same MiniLM, sampling, vote over 40 draws":
+            ["results/sentence_encoder/ar_test500_vote40.json"],
         "AR T5 baseline, raw commands (4.8M, 19200 steps), beam search": ["results/subset500/bash_ar_beam.json"],
         "AR T5 baseline, raw commands, sampling": ["results/subset500/bash_ar_sample.json"],
         "AR T5 baseline, raw commands, sampling, vote over 40 draws": ["results/subset500/bash_ar_vote40.json"],
