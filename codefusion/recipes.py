@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from codefusion.config import ARCHITECTURES
 from codefusion.errors import CodeFusionError, run_cli
 
 
@@ -148,8 +149,8 @@ def run_recipe(lang: str, out: Path, *, work: Path | None = None, data_dir: str 
     links = RECIPES[lang] if links is None else links
     if architecture == "autoregressive":
         links = autoregressive(links)
-    elif architecture != "codefusion":
-        raise CodeFusionError(f"unknown architecture {architecture!r}: choose codefusion or autoregressive")
+    elif architecture not in ARCHITECTURES:
+        raise CodeFusionError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
     out = Path(out)
     work = Path(work) if work else out.with_name(out.name + "-runs")
     if out.resolve() == work.resolve() or out.resolve() in work.resolve().parents:
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", help="CodeFusion data folder (default: $CODEFUSION_DATA)")
     p.add_argument("--sentence-encoder", metavar="FOLDER",
                    help=f"a local copy of {SENTENCE_ENCODER} (offline), for the recipes that read prompts with it")
-    p.add_argument("--architecture", choices=("codefusion", "autoregressive"), default="codefusion",
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="codefusion",
                    help="autoregressive: train the AR baseline by the same chain (the same-budget comparison)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)

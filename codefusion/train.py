@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from codefusion import LANGUAGES
-from codefusion.config import PRESETS, PRETRAIN_TASKS
+from codefusion.config import ARCHITECTURES, PRESETS, PRETRAIN_TASKS
 from codefusion.errors import run_cli
 from codefusion.tokenization import BPE_SPLITS
 
@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bash-templates", action="store_true",
                    help="train on NL2Bash templates: every argument of the programs and snippets becomes ARG, as the "
                         "template-match metric sees them (stored in the config; --init and --resume keep it)")
-    p.add_argument("--architecture", choices=["codefusion", "autoregressive"], default="codefusion",
+    p.add_argument("--architecture", choices=list(ARCHITECTURES), default="codefusion",
                    help="autoregressive: the same-size T5 baseline, trained on the same data and budget")
     p.add_argument("--width", type=int, default=None,
                    help="width of N and D, with a feed-forward width of 4x (default: the preset's; the AR baseline's "
