@@ -152,6 +152,8 @@ SUMMARY_ROWS = {
             (["results/sentence_encoder/ar_test500_beam.json"], ["results/sentence_encoder/ar_test500_sample_seed0.json"]),
         "AR T5 baseline on templates with the same MiniLM, sampling, vote over 40 draws":
             ["results/sentence_encoder/ar_test500_vote40.json"],
+        "AR T5 baseline on templates with the same MiniLM, all 2,522 tasks, beam search / sampling":
+            (["results/sentence_encoder/ar_test_all_beam.json"], ["results/sentence_encoder/ar_test_all_sample_seed0.json"]),
         "AR T5 baseline, raw commands (4.8M, 19200 steps), beam search": ["results/subset500/bash_ar_beam.json"],
         "AR T5 baseline, raw commands, sampling": ["results/subset500/bash_ar_sample.json"],
         "AR T5 baseline, raw commands, sampling, vote over 40 draws": ["results/subset500/bash_ar_vote40.json"],
@@ -164,6 +166,9 @@ SUMMARY_ROWS = {
             ["results/rerank/test500_codefusion.json"],
         "the same, reordered by the AR model trained on templates (9600 steps; `--rerank-weight 2`)":
             ["results/rerank/test500_ar.json"],
+        "retrieve and rerank by the bundled model (session 61: reading with MiniLM, today's code; `--rerank checkpoints/bash`)":
+            ["results/rerank/test500_codefusion_se.json"],
+        "the same, reordered by the AR model with the same MiniLM (`--rerank-weight 2`)": ["results/rerank/test500_ar_se.json"],
         "AR T5 baseline, raw commands, 12800 steps (bfloat16), vote over 40 draws":
             ["results/subset500/bash_ar12800_vote40.json"],
         "retrieval (TF-IDF)": ["results/subset500/bash_retrieval.json"],
